@@ -1,0 +1,1 @@
+"""The Python behind the site workbook: reading, validation, trends, SPC and conversion."""

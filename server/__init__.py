@@ -1,0 +1,1 @@
+"""The nearmiss consolidation server (Flask)."""

@@ -1,0 +1,290 @@
+"""Builds the site workbook from the contract with xlsxwriter.
+
+The layout, drop-downs, validation messages and derived formulas all come from
+``contract.py`` and ``codelists.py``; this module only knows how to lay them
+out.  ``build_workbook`` writes an empty template or one holding records (the
+converter, the demo data and the benchmarks use the latter).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import xlsxwriter
+from xlsxwriter.utility import xl_col_to_name, xl_rowcol_to_cell
+
+from . import dashboard, guide
+from .codelists import CODE_LISTS, REVIEW_TARGET_DAYS
+from .contract import (
+    EXPOSURE_FIELDS, EXPOSURE_FIRST_COLUMN, EXPOSURE_MONTHS, EXPOSURE_TABLE, LIMITS, LISTS_SHEET, SITE_FIELDS,
+    SITE_SHEET, TABLE_SHEETS, Field, TableSheet,
+)
+from .records import SiteRecords
+
+# Never turn user text into formulas or links (see ../shared/spec/security.md).
+WORKBOOK_OPTIONS = {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False}
+DATE_FORMAT = "dd/mm/yyyy"
+BLANK_TABLE_ROWS = 10  # rows an empty template's tables start with; Excel extends them as people type
+TIER_COLOURS = {"low": "#C6EFCE", "moderate": "#FFEB9C", "serious": "#FFC7CE"}
+OVERDUE_FILL = "#F8CBAD"
+MAX_TEXT = 32_767  # Excel's cell limit; longer text would be cut silently
+
+
+def list_range_name(list_name: str) -> str:
+    return f"list_{list_name}"
+
+
+def build_workbook(
+    path: str | Path,
+    records: SiteRecords | None = None,
+    *,
+    site: dict | None = None,
+    first_month: dt.date | None = None,
+) -> Path:
+    """Write a site workbook to ``path``: an empty template, or one holding ``records``.
+
+    ``site`` fills the Site sheet when no records are given; ``first_month``
+    starts the exposure table of an empty template (default: April of the
+    previous financial year, so the table covers three financial years).
+    """
+    path = Path(path)
+    records = records or SiteRecords(site=dict(site or {}))
+    wb = xlsxwriter.Workbook(str(path), WORKBOOK_OPTIONS)
+    wb.set_properties({"title": f"nearmiss log: {records.site.get('site_name', '')}",
+                       "subject": "Near-miss and incident log", "comments": "Made with nearmiss"})
+    fmt = _formats(wb)
+
+    guide_ws = wb.add_worksheet(guide.SHEET)
+    site_ws = wb.add_worksheet(SITE_SHEET)
+    log_ws = wb.add_worksheet(TABLE_SHEETS["incidents"].sheet)
+    actions_ws = wb.add_worksheet(TABLE_SHEETS["actions"].sheet)
+    dash_ws = wb.add_worksheet(dashboard.SHEET)
+    lists_ws = wb.add_worksheet(LISTS_SHEET)
+
+    _write_lists(wb, lists_ws)
+    guide.write(guide_ws, fmt)
+    _write_site(site_ws, records, fmt, first_month)
+    for ws, sheet, frame in ((log_ws, TABLE_SHEETS["incidents"], records.incidents),
+                             (actions_ws, TABLE_SHEETS["actions"], records.actions)):
+        _write_table_sheet(ws, sheet, frame, fmt)
+    _format_log(log_ws, fmt)
+    _format_actions(actions_ws, fmt)
+    dashboard.write(wb, dash_ws, fmt)
+    log_ws.activate()
+    wb.close()
+    return path
+
+
+def _formats(wb: xlsxwriter.Workbook) -> dict[str, Any]:
+    base = {"font_name": "Arial", "font_size": 10, "valign": "top"}
+    f = {
+        "text": {}, "wrap": {"text_wrap": True}, "date": {"num_format": DATE_FORMAT},
+        "int": {"num_format": "0"}, "number": {"num_format": "#,##0"}, "pct": {"num_format": "0%"},
+        "month": {"num_format": "mmm yyyy"},
+        "header": {"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79", "text_wrap": True,
+                   "valign": "vcenter", "border": 1},
+        "title": {"bold": True, "font_size": 16, "font_color": "#1F4E79"},
+        "h2": {"bold": True, "font_size": 12, "font_color": "#1F4E79"},
+        "label": {"bold": True},
+        "input": {"bg_color": "#FFF2CC", "border": 1, "border_color": "#BFBFBF"},
+        "input_date": {"bg_color": "#FFF2CC", "border": 1, "border_color": "#BFBFBF", "num_format": "mmm yyyy"},
+        "note": {"italic": True, "font_color": "#595959", "text_wrap": True},
+        "derived": {"bg_color": "#F2F2F2", "font_color": "#404040"},
+    }
+    out = {k: wb.add_format({**base, **v}) for k, v in f.items()}
+    out["tier"] = {t: wb.add_format({"bg_color": c}) for t, c in TIER_COLOURS.items()}
+    out["overdue"] = wb.add_format({"bg_color": OVERDUE_FILL, "font_color": "#9C0006"})
+    out["harm_severe"] = wb.add_format({"bold": True, "font_color": "#9C0006"})
+    out["done"] = wb.add_format({"font_color": "#7F7F7F"})
+    return out
+
+
+def _write_lists(wb: xlsxwriter.Workbook, ws) -> None:
+    """One column per code list on a hidden sheet, each a named range the drop-downs use."""
+    for col, (name, values) in enumerate(CODE_LISTS.items()):
+        ws.write_string(0, col, name)
+        for row, code in enumerate(values, start=1):
+            ws.write_string(row, col, code)
+        letter = xl_col_to_name(col)
+        wb.define_name(list_range_name(name), f"='{LISTS_SHEET}'!${letter}$2:${letter}${len(values) + 1}")
+    ws.hide()
+
+
+def _write_site(ws, records: SiteRecords, fmt: dict, first_month: dt.date | None) -> None:
+    ws.set_column(0, 0, 22)
+    ws.set_column(1, 1, 34)
+    ws.set_column(2, 2, 3)
+    ws.write_string(0, 0, "Field", fmt["header"])
+    ws.write_string(0, 1, "Value", fmt["header"])
+    for row, f in enumerate(SITE_FIELDS, start=1):
+        ws.write_string(row, 0, f.label, fmt["label"])
+        _write_value(ws, row, 1, f, records.site.get(f.name), fmt["input"])
+        if f.type == "code":
+            ws.data_validation(row, 1, row, 1, _list_validation(f))
+        else:
+            ws.data_validation(row, 1, row, 1, {"validate": "any", "input_title": f.label[:32],
+                                                "input_message": f.help[:255]})
+    note_row = len(SITE_FIELDS) + 2
+    ws.write_string(note_row, 0, "Rates are per 1,000 occupied bed days (care homes) or per 1,000 delivered "
+                                 "care hours (homecare, supported living). Fill one figure a month.", fmt["note"])
+
+    exposure = records.exposure
+    if exposure is None or exposure.empty:
+        start = pd.Timestamp(first_month or _default_first_month(dt.date.today()))
+        exposure = pd.DataFrame({"month": pd.date_range(start, periods=EXPOSURE_MONTHS, freq="MS")})
+    first_col = EXPOSURE_FIRST_COLUMN
+    n = len(exposure)
+    for i, f in enumerate(EXPOSURE_FIELDS):
+        ws.set_column(first_col + i, first_col + i, 14 if i else 11)
+        column = exposure[f.name] if f.name in exposure else pd.Series([None] * n)
+        for r, value in enumerate(column, start=1):
+            _write_value(ws, r, first_col + i, f, value, fmt["month"] if f.name == "month" else fmt["number"])
+    ws.add_table(0, first_col, n, first_col + len(EXPOSURE_FIELDS) - 1, {
+        "name": EXPOSURE_TABLE, "style": "Table Style Light 9",
+        "columns": [{"header": f.label} for f in EXPOSURE_FIELDS],
+    })
+    ws.data_validation(1, first_col + 1, max(n, EXPOSURE_MONTHS), first_col + len(EXPOSURE_FIELDS) - 1, {
+        "validate": "decimal", "criteria": ">=", "value": 0, "ignore_blank": True,
+        "error_title": "Exposure", "error_message": "Type a number of bed days, care hours or visits (0 or more).",
+    })
+    ws.freeze_panes(1, 0)
+
+
+def _default_first_month(today: dt.date) -> dt.date:
+    fy_start_year = today.year if today.month >= 4 else today.year - 1
+    return dt.date(fy_start_year - 1, 4, 1)
+
+
+def _write_table_sheet(ws, sheet: TableSheet, frame: pd.DataFrame, fmt: dict) -> None:
+    n = len(frame) if frame is not None else 0
+    data_rows = n or BLANK_TABLE_ROWS
+    for col, f in enumerate(sheet.fields):
+        ws.set_column(col, col, f.width, _column_format(f, fmt))
+        if f.type == "derived" or n == 0 or f.name not in frame:
+            continue
+        for r, value in enumerate(frame[f.name].tolist(), start=1):
+            _write_value(ws, r, col, f, value, _column_format(f, fmt))
+    ws.add_table(0, 0, data_rows, len(sheet.fields) - 1, {
+        "name": sheet.table, "style": "Table Style Medium 2",
+        "columns": [{"header": f.label, "header_format": fmt["header"]} for f in sheet.fields],
+    })
+    # Derived columns get plain A1 formulas per row: LibreOffice does not evaluate a table's
+    # structured "[@column]" calculated columns, and the reader recomputes them anyway.
+    for col, f in enumerate(sheet.fields):
+        if f.type == "derived":
+            for r in range(1, data_rows + 1):
+                ws.write_formula(r, col, sheet.row_formula(f.name, r + 1), fmt["derived"], "")
+    _add_validations(ws, sheet)
+    ws.freeze_panes(1, 1)
+    ws.set_row(0, 42)
+    ws.set_landscape()
+    ws.set_paper(9)  # A4
+    ws.fit_to_pages(1, 0)
+    ws.repeat_rows(0)
+    ws.set_header(f"&L&\"Arial,Bold\"{sheet.sheet}&R&D")
+    ws.set_footer("&LNo names, dates of birth or NHS numbers&RPage &P of &N")
+    ws.set_tab_color(sheet.tab_colour)
+
+
+def _column_format(f: Field, fmt: dict):
+    return {"date": fmt["date"], "int": fmt["int"], "number": fmt["number"], "longtext": fmt["wrap"],
+            "derived": fmt["derived"]}.get(f.type)
+
+
+def _write_value(ws, row: int, col: int, f: Field, value: Any, cell_format=None) -> None:
+    """Write one value with an explicit type: user text is always a string, never a formula."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT or value is pd.NA:
+        return
+    if f.type in ("date",) or isinstance(value, (dt.date, pd.Timestamp)):
+        stamp = pd.Timestamp(value)
+        if pd.isna(stamp):
+            return
+        ws.write_datetime(row, col, stamp.to_pydatetime(), cell_format)
+    elif f.type in ("int", "number") and not isinstance(value, str):
+        ws.write_number(row, col, float(value), cell_format)
+    else:
+        text = str(value)
+        if text:
+            ws.write_string(row, col, text[:MAX_TEXT], cell_format)
+
+
+def _list_validation(f: Field) -> dict:
+    return {
+        "validate": "list", "source": f"={list_range_name(f.codes)}", "ignore_blank": True,
+        "input_title": f.label[:32], "input_message": f.help[:255],
+        "error_title": f"{f.label}"[:32], "error_type": "stop",
+        "error_message": f"Pick a value from the list for {f.label}. The Guide sheet explains each one."[:255],
+    }
+
+
+def _add_validations(ws, sheet: TableSheet) -> None:
+    last = LIMITS["template_rows"]
+    for col, f in enumerate(sheet.fields):
+        title = f.label[:32]
+        if f.type == "code":
+            options = _list_validation(f)
+        elif f.type == "date":
+            options = {"validate": "date", "criteria": "between", "minimum": dt.date(2000, 1, 1),
+                       "maximum": dt.date(2099, 12, 31) if f.future_ok else "=TODAY()",
+                       "error_message": f"Type a date as dd/mm/yyyy{'' if f.future_ok else ', not in the future'}."}
+        elif f.type == "int" and f.minimum is not None:
+            options = {"validate": "integer", "criteria": "between", "minimum": f.minimum, "maximum": f.maximum,
+                       "error_message": f"Type a whole number from {f.minimum} to {f.maximum}."}
+        elif f.type == "derived":
+            continue
+        else:
+            options = {"validate": "any"}
+        options.setdefault("ignore_blank", True)
+        options.setdefault("input_title", title)
+        options.setdefault("input_message", f.help[:255])
+        if options["validate"] != "any":
+            options.setdefault("error_title", title)
+        ws.data_validation(1, col, last, col, options)
+
+
+def _format_log(ws, fmt: dict) -> None:
+    sheet = TABLE_SHEETS["incidents"]
+    last = LIMITS["template_rows"]
+    first_letter = sheet.column_letter(sheet.ref_field)
+    tier_col = sheet.names.index("response_tier")
+    for tier, cell_format in fmt["tier"].items():
+        ws.conditional_format(1, tier_col, last, tier_col, {
+            "type": "cell", "criteria": "==", "value": f'"{tier}"', "format": cell_format})
+    harm_col = sheet.names.index("physical_harm")
+    ws.conditional_format(1, harm_col, last, harm_col, {
+        "type": "formula", "criteria": f'=OR(${xl_col_to_name(harm_col)}2="severe",${xl_col_to_name(harm_col)}2="fatal")',
+        "format": fmt["harm_severe"]})
+    status = f"${sheet.column_letter('status')}2"
+    reported = f"${sheet.column_letter('reported_at')}2"
+    tier = f"${sheet.column_letter('response_tier')}2"
+    target = str(REVIEW_TARGET_DAYS["low"])
+    for name in ("moderate", "serious"):
+        target = f'IF({tier}="{name}",{REVIEW_TARGET_DAYS[name]},{target})'
+    ws.conditional_format(1, 0, last, len(sheet.fields) - 1, {
+        "type": "formula",
+        "criteria": f'=AND(${first_letter}2<>"",{status}<>"closed",ISNUMBER({reported}),'
+                    f"TODAY()-{reported}>{target})",
+        "format": fmt["overdue"], "stop_if_true": False})
+
+
+def _format_actions(ws, fmt: dict) -> None:
+    sheet = TABLE_SHEETS["actions"]
+    last = LIMITS["template_rows"]
+    ref = f"${sheet.column_letter(sheet.ref_field)}2"
+    status = f"${sheet.column_letter('status')}2"
+    due = f"${sheet.column_letter('due_date')}2"
+    ws.conditional_format(1, 0, last, len(sheet.fields) - 1, {
+        "type": "formula",
+        "criteria": f'=AND({ref}<>"",OR({status}="open",{status}="in_progress"),ISNUMBER({due}),{due}<TODAY())',
+        "format": fmt["overdue"]})
+    ws.conditional_format(1, 0, last, len(sheet.fields) - 1, {
+        "type": "formula", "criteria": f'=OR({status}="done",{status}="cancelled")', "format": fmt["done"]})
+
+
+def cell_name(row: int, col: int) -> str:
+    """0-based row/col to an A1 name."""
+    return xl_rowcol_to_cell(row, col)
