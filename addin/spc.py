@@ -50,6 +50,8 @@ _COLUMNS = ["value", "mean", "lpl", "upl", "point_type", "rule",
 
 
 class Limits(NamedTuple):
+    """Centre line, average moving range and limits of one baseline."""
+
     mean: float
     mr_bar: float
     lpl: float
@@ -175,10 +177,9 @@ def _segment(values: np.ndarray, screen_outliers, fix_after, improvement) -> dic
     point_type = np.where(rule == "", "common_cause",
                           np.where(direction > 0, high_label, low_label))
     n = values.size
-    return {"mean": np.full(n, lim.mean), "lpl": np.full(n, lim.lpl),
-            "upl": np.full(n, lim.upl), "point_type": point_type, "rule": rule,
-            "near_lpl": np.full(n, lim.near_lpl), "near_upl": np.full(n, lim.near_upl),
-            "direction": direction.astype(int), "mr_bar": np.full(n, lim.mr_bar), "trial": np.full(n, n < TRIAL_POINTS)}
+    columns = {name: np.full(n, getattr(lim, name)) for name in Limits._fields}
+    return {**columns, "point_type": point_type, "rule": rule,
+            "direction": direction.astype(int), "trial": np.full(n, n < TRIAL_POINTS)}
 
 
 def _as_array(values) -> tuple[np.ndarray, pd.Index]:
@@ -236,9 +237,13 @@ def xmr(values, *, improvement: str = "increase", screen_outliers: bool = True,
       two_in_three, shift (the order of NHSRplotthedots'
       ptd_calculate_point_type.R), "" when none did.
 
-    Missing values (None/NaN) raise ValueError rather than being skipped: a
-    gap would silently join the points either side into one moving range.
-    A one-point segment has NaN limits and is common cause.
+    Missing values (None/NaN/inf) raise ValueError rather than being skipped:
+    a gap would silently join the points either side into one moving range
+    (NHSRplotthedots drops NAs from the mean and MRs instead).  A one-point
+    segment has NaN limits and is common cause.  Other differences from
+    NHSRplotthedots: all-equal values give limits on the mean rather than NaN
+    (see :func:`limits`); a trial-limits flag is per segment (n < 12), as
+    ptd_add_short_group_warnings.R.
     """
     arr, index = _as_array(values)
     starts = _validate_options(arr.size, improvement, screen_outliers,
@@ -260,12 +265,8 @@ def xmr(values, *, improvement: str = "increase", screen_outliers: bool = True,
 
 def _trailing(flags) -> int:
     """How many True values end the sequence."""
-    count = 0
-    for flag in reversed(list(flags)):
-        if not flag:
-            break
-        count += 1
-    return count
+    flags = np.asarray(flags, dtype=bool)[::-1]
+    return flags.size if flags.all() else int(np.argmin(flags))
 
 
 def describe_signal(df: pd.DataFrame, measure_label: str, *, unit: str = "months") -> str:
@@ -280,7 +281,7 @@ def describe_signal(df: pd.DataFrame, measure_label: str, *, unit: str = "months
     seg = df[df["segment"] == df["segment"].iloc[-1]]
     last = seg.iloc[-1]
     one = unit[:-1] if unit.endswith("s") else unit
-    note = "; trial limits (fewer than 12 points)" if bool(last["trial"]) else ""
+    note = f"; trial limits (fewer than {TRIAL_POINTS} points)" if last["trial"] else ""
     if last["rule"] == "":
         return f"{measure_label}: no signal (common cause variation){note}"
     v = seg["value"].to_numpy()
@@ -295,7 +296,8 @@ def describe_signal(df: pd.DataFrame, measure_label: str, *, unit: str = "months
         what = f"{n} {unit} in a row, each {'higher' if high else 'lower'} than the one before"
     elif last["rule"] == "two_in_three":
         tail = v[-WINDOW:]
-        near = tail > last["near_upl"] if high else tail < last["near_lpl"]
+        near = ((tail > last["near_upl"]) & (tail <= last["upl"]) if high
+                else (tail < last["near_lpl"]) & (tail >= last["lpl"]))
         what = (f"{int(near.sum())} of the last {WINDOW} {unit} close to the "
                 f"{'upper' if high else 'lower'} limit")
     else:
