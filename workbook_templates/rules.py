@@ -15,7 +15,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Rule:
     id: str
-    record: str  # "incidents" | "actions" | "site" | "workbook"
+    record: str  # "incidents" | "actions" | "site" | "workbook" | "conversion"
     field: str  # the column the finding points at
     severity: str  # "error" | "warning"
     message: str  # shown to the care manager; {value} is the offending value where useful
@@ -35,6 +35,7 @@ RULES: tuple[Rule, ...] = (
       "Site code '{value}' does not match the Site sheet. Use this site's code.", "data contract"),
     R("NM005", "incidents", "*", "error", "'{value}' is not a date. Type it as dd/mm/yyyy.", "data contract"),
     R("NM006", "incidents", "*", "error", "{label} must be a whole number from 1 to 5.", "NPSA 5x5 matrix"),
+    R("NM007", "incidents", "*", "error", "'{value}' is not a time. Type it as hh:mm, e.g. 14:30.", "data contract"),
     # --- dates ---------------------------------------------------------------------------
     R("NM010", "incidents", "*", "error", "{label} is in the future. Check the date.", "domain rules"),
     R("NM011", "incidents", "reported_at", "error",
@@ -118,12 +119,66 @@ RULES: tuple[Rule, ...] = (
     R("NM081", "site", "setting", "error", "'{value}' is not an allowed setting.", "data contract"),
     R("NM082", "site", "month", "warning",
       "No exposure figure for {value}, a month with reports: rates cannot be worked out for it.", "rates"),
+    R("NM083", "site", "*", "error",
+      "'{value}' cannot be read as {label}. Type a number (for Month, the first day of the month as a date).",
+      "data contract"),
     # --- the workbook as a whole ------------------------------------------------------------------------
     R("NM090", "workbook", "*", "error", "The workbook has no '{value}' sheet: is this a nearmiss log?", "contract"),
     R("NM091", "workbook", "*", "warning", "Column '{value}' is not part of the log; it was ignored.", "contract"),
     R("NM092", "workbook", "*", "error", "Column {label} is missing from the {value} sheet.", "contract"),
     R("NM093", "workbook", "*", "warning",
       "{label} holds a formula with no saved result; open and save the workbook in Excel.", "contract"),
+    R("NM094", "workbook", "*", "warning",
+      "The workbook holds macros; they were ignored (only the values in the cells are read).", "security"),
+    # --- bringing an existing log over (nearmiss convert) -----------------------------------------------
+    R("CV001", "conversion", "*", "warning",
+      "{label} '{value}' does not match any allowed value: it was left blank and kept in Notes. Pick the right value.", "conversion"),
+    R("CV002", "conversion", "*", "warning",
+      "{label} '{value}' is not a date the converter understands: it was left blank and kept in Notes. Type it as dd/mm/yyyy.", "conversion"),
+    R("CV003", "conversion", "*", "warning",
+      "{label} '{value}' was not understood: it was left blank and kept in Notes.", "conversion"),
+    R("CV004", "conversion", "*", "warning",
+      'Date reported was blank on {value}: it was set to the date it occurred. Check those dates (each row says so in Notes).', "conversion"),
+    R("CV005", "conversion", "*", "warning",
+      'Response tier was blank on {value}: a tier was suggested from the harm, risk and notifications. Confirm or change it.', "conversion"),
+    R("CV006", "conversion", "*", "warning",
+      'Status was blank on {value}: it was set to open.', "conversion"),
+    R("CV007", "conversion", "*", "warning",
+      'Near miss or incident was blank on {value} with harm recorded: set to incident (a near miss has no harm).', "conversion"),
+    R("CV008", "conversion", "*", "warning",
+      "Reference '{value}' is used on more than one row: this row got a new reference and the old one is in Notes. Check which row any action means.", "conversion"),
+    R("CV009", "conversion", "*", "warning",
+      "{value} got a new reference in the site's format; the old reference is in Notes.", "conversion"),
+    R("CV010", "conversion", "*", "warning",
+      "Column '{label}' identifies the person cared for: each name or identifier became a pseudonymous person ref and none was copied.", "conversion"),
+    R("CV011", "conversion", "*", "warning",
+      "Column '{label}' holds people's names: it was left out (names are never copied).", "conversion"),
+    R("CV012", "conversion", "*", "warning",
+      '{label} {value} is not in the month this sheet is for: the day and month may be swapped. Check the date.', "conversion"),
+    R("CV013", "conversion", "*", "warning",
+      'This row has no date and no description: check that it is a real record.', "conversion"),
+    R("CV014", "conversion", "*", "warning",
+      "Sheet '{label}' was not converted: {value}.", "conversion"),
+    R("CV015", "conversion", "*", "warning",
+      "Column '{label}' matches no column of the template: its values were kept in Notes on {value}.", "conversion"),
+    R("CV016", "conversion", "*", "warning",
+      '{label} was hidden in the old log; it was converted like the rest.', "conversion"),
+    R("CV017", "conversion", "*", "warning",
+      '{label} holds a formula with no saved result; open and save the old log in Excel, then convert again.', "conversion"),
+    R("CV018", "conversion", "*", "warning",
+      "Incident ref '{value}' of this action is not in the log (or is used twice): check it.", "conversion"),
+    R("CV019", "conversion", "*", "warning",
+      '{value} names found in free text were replaced by the person ref or [name].', "conversion"),
+    R("CV020", "conversion", "*", "warning",
+      'The old log holds macros; they are not copied (the template needs none).', "conversion"),
+    R("CV021", "conversion", "*", "warning",
+      "The mapping file names column '{value}', which no sheet has.", "conversion"),
+    R("CV022", "conversion", "*", "warning",
+      "{label} held what looks like a person's name; it was left blank and not copied.", "conversion"),
+    R("CV023", "conversion", "*", "warning",
+      '{label} was blank on {value} and could not be worked out safely: fill it in.', "conversion"),
+    R("CV024", "conversion", "*", "warning",
+      "Column '{label}' was matched to {value} by its values; check that is right.", "conversion"),
 )
 
 RULES_BY_ID: dict[str, Rule] = {r.id: r for r in RULES}

@@ -102,16 +102,19 @@ def make_site(
     consequence = np.clip(harm_rank + rng.integers(0, 2, n), 1, 5)
     likelihood = rng.integers(1, 5, n)
 
-    tier = np.select([np.isin(harm, ["severe", "fatal"]), (harm == "moderate") | (category == "safeguarding")],
+    # Tiers as a careful manager sets them: in proportion to harm, risk band (NPSA high 8-12,
+    # extreme 15-25) and notifications, so clean synthetic logs raise no tier warnings.
+    risk = consequence * likelihood
+    tier = np.select([np.isin(harm, ["severe", "fatal"]) | (risk >= 15),
+                      (harm == "moderate") | (category == "safeguarding") | (risk >= 8)],
                      ["serious", "moderate"], "low")
-    tier = np.where((consequence * likelihood >= 15) & (tier == "low"), "moderate", tier)
     cqc = np.select(
         [category == "death", harm == "fatal", harm == "severe", (category == "safeguarding") & (event == "incident")],
         ["reg16_death", "reg16_death", "reg18_serious_injury", "reg18_abuse_allegation"], "none")
     tier = np.where((cqc != "none") & (tier == "low"), "moderate", tier)
 
     day = pd.to_timedelta(1, unit="D")
-    notified = reported + pd.to_timedelta(rng.integers(0, 2, n), unit="D")
+    notified = np.minimum(reported + pd.to_timedelta(rng.integers(0, 2, n), unit="D"), end_ts)  # never after end
     age_days = (end_ts - reported).days.to_numpy()
     closed = (age_days > 60) & (rng.random(n) < 0.95) | (age_days > 20) & (rng.random(n) < 0.5)
     close_date = reported + pd.to_timedelta(rng.integers(3, 40, n), unit="D")
