@@ -1,0 +1,150 @@
+"""The `nearmiss serve` and `nearmiss admin ...` commands: thin layers over the server's modules.
+
+Flask, the app and the reader are imported inside the commands, so the other verbs start without them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+
+import click
+
+from workbook_templates.codelists import codes
+
+# As server.models.ROLES / USER_ROLES (a test keeps them equal); restated so that the CLI
+# starts without importing SQLAlchemy.
+ROLES = ("site", "area_lead", "admin")
+USER_ROLES = ("site_manager", "area_lead", "admin")
+
+
+def cli_who() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        return "cli"
+
+
+def _app():  # noqa: ANN202
+    from . import create_app
+
+    try:
+        return create_app()
+    except Exception as exc:  # the database or instance folder is not usable: say so plainly
+        raise click.ClickException(f"cannot open the nearmiss database: {exc}") from exc
+
+
+def _run_admin(fn, **kwargs):  # noqa: ANN001, ANN202
+    """Run an admin function in one transaction; AdminError becomes a clean CLI error."""
+    from .admin import AdminError
+    from .db import get_db
+
+    app = _app()
+    database = get_db(app)
+    try:
+        with database.sessions() as session:
+            try:
+                result = fn(session, who=cli_who(), **kwargs)
+                session.commit()
+            except AdminError as exc:
+                session.rollback()
+                raise click.ClickException(str(exc)) from exc
+            return result
+    finally:
+        database.dispose()
+
+
+@click.command("serve", help="Run the consolidation server (the database is migrated on start).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.option("--demo", is_flag=True, help="Load demo sites (synthetic data) and print their logins and tokens.")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64),
+              help="Worker threads (waitress).")
+def serve_command(host: str, port: int, demo: bool, threads: int) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    app = _app()
+    click.echo(f"nearmiss: instance folder {app.instance_path}")
+    from .db import get_db
+
+    click.echo(f"nearmiss: database {get_db(app).engine.url.render_as_string(hide_password=True)} (schema up to date)")
+    url = f"http://{host}:{port}/"
+    if demo:
+        from .demo import load_demo
+
+        click.echo("nearmiss: loading demo sites (synthetic data) ...")
+        for line in load_demo(app).lines(url):
+            click.echo(line)
+    try:
+        import waitress
+    except ImportError:
+        click.echo("nearmiss: waitress is not installed, so this is Flask's development server: fine on a laptop, "
+                   "not for a shared server (pip install waitress).", err=True)
+        click.echo(f"nearmiss: serving on {url} (Ctrl+C stops)")
+        app.run(host=host, port=port, debug=False, use_reloader=False)
+        return
+    click.echo(f"nearmiss: serving on {url} with waitress (Ctrl+C stops)")
+    waitress.serve(app, host=host, port=port, threads=threads, ident="nearmiss")
+
+
+@click.group("admin", help="Manage sites, areas, tokens and web logins.")
+def admin_group() -> None:
+    """Administration (writes to the database of NEARMISS_INSTANCE / NEARMISS_DATABASE_URL)."""
+
+
+@admin_group.command("add-site", help="Register a site (and its area if new); prints its upload token last.")
+@click.option("--code", required=True, help="Site code, 2-8 capital letters or digits, e.g. OAK.")
+@click.option("--name", required=True, help='Site name, e.g. "Oakview House".')
+@click.option("--area", required=True, help="Area the site belongs to, e.g. North (made if new).")
+@click.option("--setting", type=click.Choice(codes("setting")), default="care_home", show_default=True)
+def add_site_command(code: str, name: str, area: str, setting: str) -> None:
+    from .admin import add_site
+
+    site, area_new, issued = _run_admin(add_site, code=code, name=name, area=area, setting=setting)
+    if area_new:
+        click.echo(f"Created area {area.strip()}.")
+    click.echo(f"Created site {site.code} ({site.name}), {setting}, in area {area.strip()}.")
+    click.echo(f"Upload token for {site.code} (shown once; give it to the site's manager, store it safely):")
+    click.echo(issued.secret)
+
+
+@admin_group.command("add-token", help="Issue an API token; prints it last.")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--area", default=None, help="The area, for --role area_lead.")
+@click.option("--site", default=None, help="The site code, for --role site.")
+@click.option("--label", default="", help="A note saying who holds the token.")
+def add_token_command(role: str, area: str | None, site: str | None, label: str) -> None:
+    from .admin import add_token
+
+    issued = _run_admin(add_token, role=role, area=area, site=site, label=label)
+    scope = f" for site {site.strip().upper()}" if site else f" for area {area.strip()}" if area else ""
+    click.echo(f"Created {role} token {issued.token.id}{scope} (shown once; store it safely):")
+    click.echo(issued.secret)
+
+
+@admin_group.command("revoke-token", help="Revoke a token by its number (as printed when it was made).")
+@click.argument("token_id", type=int)
+def revoke_token_command(token_id: int) -> None:
+    from .admin import revoke_token
+
+    _run_admin(revoke_token, token_id=token_id)
+    click.echo(f"Token {token_id} revoked.")
+
+
+@admin_group.command("add-user", help="Create a web login.")
+@click.option("--username", required=True)
+@click.option("--role", type=click.Choice(USER_ROLES), required=True)
+@click.option("--area", default=None, help="The area, for --role area_lead.")
+@click.option("--site", default=None, help="The site code, for --role site_manager.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (one line).")
+def add_user_command(username: str, role: str, area: str | None, site: str | None, password_stdin: bool) -> None:
+    from .admin import add_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    user = _run_admin(add_user, username=username, password=password, role=role, area=area, site=site)
+    click.echo(f"Created {role} login {user.username}.")

@@ -1,0 +1,135 @@
+"""The database: one engine per app, sessions per request, migrations applied on start.
+
+SQLite (the default, a file in the instance folder) runs in WAL mode with foreign keys on and
+a busy timeout.  Python's sqlite3 module would open its own deferred transactions; here the
+driver is put in autocommit mode and SQLAlchemy's ``begin`` emits ``BEGIN`` itself, or
+``BEGIN IMMEDIATE`` for a :func:`write_session` (../shared/spec/security.md: deferred
+check-then-insert lost rows to "database is locked", ``BEGIN IMMEDIATE`` stored them all).
+PostgreSQL runs the same code; there a write session locks the rows it changes instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from flask import Flask, current_app, g
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+IMMEDIATE = "nearmiss_begin_immediate"  # connection execution option read by the SQLite begin hook
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
+@dataclass
+class Database:
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False})
+        _sqlite_hooks(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI objects
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:  # noqa: ANN001
+        immediate = connection.get_execution_options().get(IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def init_app(app: Flask) -> Database:
+    """Make the app's engine, bring the schema up to date and close sessions after each request."""
+    engine = make_engine(app.config["DATABASE_URL"])
+    db = Database(engine=engine, sessions=sessionmaker(bind=engine, expire_on_commit=False))
+    upgrade(engine)
+    app.extensions["nearmiss_db"] = db
+    app.teardown_appcontext(_close_session)
+    return db
+
+
+def get_db(app: Flask | None = None) -> Database:
+    return (app or current_app).extensions["nearmiss_db"]
+
+
+def get_session() -> Session:
+    """The request's session (made on first use, closed when the request ends)."""
+    if "db_session" not in g:
+        g.db_session = get_db().sessions()
+    return g.db_session
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+@contextmanager
+def write_session(db: Database) -> Iterator[Session]:
+    """A session whose transaction takes the write lock at once on SQLite (``BEGIN IMMEDIATE``).
+
+    Commits when the block ends, rolls back on any exception: storing is all-or-nothing.
+    """
+    with db.sessions() as session:
+        session.connection(execution_options={IMMEDIATE: True})
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def alembic_config(connection=None) -> Config:  # noqa: ANN001
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """``alembic upgrade head`` on ``engine`` (run by create_app and so by ``nearmiss serve``)."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            # Two processes starting at once must not both create the tables.
+            connection.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
+        command.upgrade(alembic_config(connection), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def ping(db: Database) -> None:
+    """``SELECT 1``: raises when the database cannot be reached."""
+    with db.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))

@@ -1,0 +1,541 @@
+"""Storing a site's uploaded workbook: read, validate, store all-or-nothing, supersede.
+
+The workbook a site sends is its whole current log.  :func:`submit` reads it with
+``addin.reader`` and checks it with ``addin.validate`` (outside any transaction), then in one
+write transaction stores the submission, its rows, exposure months, Site sheet and findings,
+and marks the site's previous submission as superseded (kept for audit).  Rows with errors are
+stored too, flagged by their findings: the area lead sees what the site sent.
+
+The same workbook again is recognised and changes nothing: by the file's SHA-256, or, when
+the bytes differ (re-saving changes them), by the SHA-256 of the normalised rows.  When the
+matching submission is no longer current (the site sent an older copy again), it becomes the
+current one again.  A UNIQUE key on (site, content hash) keeps racing duplicates from being
+stored twice; on SQLite the transaction starts with ``BEGIN IMMEDIATE``, on PostgreSQL it
+locks the site's row, so two uploads for one site are stored one after the other.
+
+The original bytes are kept under ``instance/uploads`` under a generated name (the user's
+file name is metadata only), written to a temporary name first and renamed after the commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import uuid
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from addin.findings import Finding
+from workbook_templates.contract import ACTIONS, EXPOSURE_FIELDS, INCIDENTS, SITE_FIELDS, Field
+
+from .admin import audit
+from .db import Database, write_session
+from .models import (
+    Action, ExposureMonth, FindingRow, Incident, Site, SiteSheet, Submission, stored_fields, utcnow,
+)
+
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1  # SQL INTEGER
+MAX_NAME = 255
+
+
+class IngestError(Exception):
+    """An upload that is refused; nothing was stored.  ``status`` is the HTTP answer."""
+
+    status = 422
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotAWorkbook(IngestError):
+    status = 422
+
+
+class WrongSite(IngestError):
+    status = 403
+
+
+class UnknownSite(IngestError):
+    status = 422
+
+
+@dataclass
+class Parsed:
+    """A workbook read and validated, its rows normalised to plain Python values."""
+
+    site: dict[str, Any]
+    incidents: list[dict[str, Any]]
+    actions: list[dict[str, Any]]
+    exposure: list[dict[str, Any]]
+    findings: list[Finding]
+    content_sha256: str = ""
+
+
+@dataclass
+class IngestResult:
+    submission: Submission
+    duplicate: bool
+    findings: list[dict] = field(default_factory=list)  # Finding.to_dict() form
+    reinstated: bool = False  # a duplicate of an older submission, made current again
+
+    def to_json(self) -> dict:
+        s = self.submission
+        out = {
+            "submission_id": s.id,
+            "site_code": s.site.code,
+            "counts": {"incidents": s.n_incidents, "actions": s.n_actions},
+            "errors": s.n_errors,
+            "warnings": s.n_warnings,
+            "findings": self.findings,
+            "duplicate": self.duplicate,
+            "is_current": s.is_current,
+            "received_at": iso_utc(s.received_at),
+        }
+        if self.reinstated:
+            out["reinstated"] = True
+        return out
+
+
+def iso_utc(moment: dt.datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # SQLite gives back naive values; they were stored as UTC
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+def read_and_validate(data: bytes, *, name: str, today: dt.date | None = None) -> Parsed:
+    """Read the workbook with addin.reader and check it with addin.validate.
+
+    Raises :class:`NotAWorkbook` with the reader's message when it cannot be read.
+    """
+    from addin.reader import WorkbookError, read_workbook
+    from addin.validate import validate_result
+
+    try:
+        result = read_workbook(data, name=name)
+    except WorkbookError as exc:
+        raise NotAWorkbook(str(exc)) from exc
+    records = result.records
+    # The reader's structural findings and every rule's, pointing at the cells the reader found.
+    findings = list(validate_result(result, today=today))
+    parsed = Parsed(
+        site=normalise_row(records.site, SITE_FIELDS),
+        incidents=normalise_frame(records.incidents, INCIDENTS.fields),
+        actions=normalise_frame(records.actions, ACTIONS.fields),
+        exposure=normalise_frame(records.exposure, EXPOSURE_FIELDS),
+        findings=findings,
+    )
+    parsed.content_sha256 = content_hash(parsed)
+    return parsed
+
+
+def normalise_frame(frame: pd.DataFrame, fields: tuple[Field, ...]) -> list[dict[str, Any]]:
+    """The frame's rows as dicts of the stored fields (plain Python values), ``raw_values`` and ``excel_row``."""
+    rows = []
+    for record in frame.to_dict("records"):
+        row = normalise_row(record, fields)
+        row["excel_row"] = to_int(record.get("_row"))
+        rows.append(row)
+    return rows
+
+
+def normalise_row(values: dict, fields: tuple[Field, ...]) -> dict[str, Any]:
+    """One record's stored fields, plus ``raw_values``: the reader's ``_raw_<field>`` text of unreadable cells."""
+    values = values or {}
+    row: dict[str, Any] = {f.name: normalise_value(values.get(f.name), f.type) for f in stored_fields(fields)}
+    raw = {f.name: to_text(values[f"_raw_{f.name}"]) for f in stored_fields(fields)
+           if not is_blank(values.get(f"_raw_{f.name}"))}
+    row["raw_values"] = {k: v for k, v in raw.items() if v is not None} or None
+    return row
+
+
+def is_blank(value: Any) -> bool:
+    if value is None or value is pd.NaT or value is pd.NA:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    if isinstance(value, str) and not value.strip():
+        return True
+    try:
+        return bool(pd.isna(value)) if not isinstance(value, (list, tuple, dict)) else False
+    except (TypeError, ValueError):
+        return False
+
+
+def normalise_value(value: Any, kind: str) -> Any:
+    """One cell as stored: a date, int, float or str, or None when blank or not of the field's type.
+
+    A value of the wrong type for a date or number column (which the validator has flagged)
+    cannot be kept in a typed column and is stored as blank; text is kept as typed.
+    """
+    if is_blank(value):
+        return None
+    if kind == "date":
+        return to_date(value)
+    if kind == "int":
+        return to_int(value)
+    if kind == "number":
+        return to_float(value)
+    if kind == "time":
+        return to_time_text(value)
+    return to_text(value)
+
+
+def to_text(value: Any) -> str | None:
+    if isinstance(value, (dt.datetime, pd.Timestamp)):
+        value = value.date().isoformat() if value == value.normalize() else value.isoformat()
+    elif isinstance(value, dt.date):
+        value = value.isoformat()
+    elif isinstance(value, Real) and not isinstance(value, bool) and float(value).is_integer():
+        value = str(int(value))
+    text = str(value).replace("\x00", "")  # PostgreSQL text cannot hold NUL
+    return text if text.strip() else None
+
+
+def to_date(value: Any) -> dt.date | None:
+    if isinstance(value, pd.Timestamp):
+        return value.date()
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            return None
+    return None
+
+
+def to_int(value: Any) -> int | None:
+    if is_blank(value) or isinstance(value, bool):
+        return None
+    if isinstance(value, Integral):
+        number = int(value)
+    elif isinstance(value, Real):
+        if not math.isfinite(float(value)) or not float(value).is_integer():
+            return None
+        number = int(value)
+    elif isinstance(value, str):
+        try:
+            as_float = float(value.strip())
+        except ValueError:
+            return None
+        if not math.isfinite(as_float) or not as_float.is_integer():
+            return None
+        number = int(as_float)
+    else:
+        return None
+    return number if INT_MIN <= number <= INT_MAX else None
+
+
+def to_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def to_time_text(value: Any) -> str | None:
+    if isinstance(value, (dt.datetime, pd.Timestamp)):
+        return value.strftime("%H:%M")
+    if isinstance(value, dt.time):
+        return value.strftime("%H:%M")
+    if isinstance(value, pd.Timedelta):
+        minutes = int(value.total_seconds() // 60)
+        return f"{minutes // 60 % 24:02d}:{minutes % 60:02d}"
+    if isinstance(value, Real) and not isinstance(value, bool) and 0 <= float(value) < 1:
+        minutes = round(float(value) * 24 * 60)
+        return f"{minutes // 60 % 24:02d}:{minutes % 60:02d}"  # an Excel time: a fraction of a day
+    return to_text(value)
+
+
+def content_hash(parsed: Parsed) -> str:
+    """SHA-256 of the normalised rows: equal for the same log however the file was saved."""
+    payload = {"site": parsed.site, "incidents": parsed.incidents, "actions": parsed.actions,
+               "exposure": parsed.exposure}
+    text = json.dumps(payload, sort_keys=True, default=_json_default, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    raise TypeError(f"cannot hash {type(value).__name__}")
+
+
+def file_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- reading in a worker process ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Isolation:
+    """Read each upload in a separate process, with a memory cap and a time limit.
+
+    A hostile workbook that slips past the reader's zip pre-check can make a native parser
+    abort its whole process or stall (../shared/spec/security.md); in a worker process that
+    costs the upload, not the server.
+    """
+
+    timeout_s: float = 120.0
+    memory_mb: int = 4096  # address space of the worker (RLIMIT_AS); pandas alone maps ~1.5 GB
+
+
+PRELOAD = ["addin.reader", "addin.validate", "server.ingest"]
+_CRASHED = ("The workbook could not be read: reading it stopped the reader (the file may be damaged or "
+            "built to harm). Open it in Excel, save it again and send the new copy; if that fails, "
+            "ask your administrator.")
+
+
+def run_isolated(fn: Any, *args: Any, isolation: Isolation) -> Any:
+    """``fn(*args)`` in a forkserver worker process under ``isolation``'s limits.
+
+    :class:`IngestError` raised by ``fn`` is raised again here.  A worker that dies (a native
+    abort, the memory cap) or overruns the time limit becomes :class:`NotAWorkbook`.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)  # imported once in the fork server, not per upload
+    receiver, sender = context.Pipe(duplex=False)
+    worker = context.Process(target=_worker, args=(sender, fn, args, isolation.memory_mb), daemon=True,
+                             name="nearmiss-reader")
+    worker.start()
+    sender.close()
+    try:
+        if not receiver.poll(isolation.timeout_s):
+            raise NotAWorkbook(f"Reading the workbook took longer than {isolation.timeout_s:g} seconds, so it was "
+                               "stopped. Check that it is the right file; a site log reads in a few seconds.")
+        try:
+            status, payload = receiver.recv()
+        except (EOFError, OSError):
+            raise NotAWorkbook(_CRASHED) from None
+    finally:
+        receiver.close()
+        if worker.is_alive():
+            worker.kill()
+        worker.join(5)
+    if status == "ok":
+        return payload
+    if status == "refused":
+        raise NotAWorkbook(payload)
+    if status == "memory":
+        raise NotAWorkbook("The workbook needs more memory to read than a site log can; it was stopped. "
+                           "Check that it is the right file.")
+    raise RuntimeError(f"reading the workbook failed in the worker process: {payload}")
+
+
+def _worker(sender: Any, fn: Any, args: tuple, memory_mb: int) -> None:
+    import resource
+    import traceback
+
+    limit = memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash must not leave a core file of health data
+    try:
+        sender.send(("ok", fn(*args)))
+    except IngestError as exc:
+        sender.send(("refused", exc.message))
+    except MemoryError:
+        sender.send(("memory", ""))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+        sender.send(("error", traceback.format_exc(limit=8)))
+    finally:
+        sender.close()
+
+
+def _read_and_validate_args(data: bytes, name: str, today: dt.date | None) -> Parsed:
+    return read_and_validate(data, name=name, today=today)
+
+
+def parse_upload(data: bytes, *, name: str, today: dt.date | None, isolation: Isolation | None) -> Parsed:
+    """Read and validate an upload, in a worker process when ``isolation`` is given."""
+    if isolation is None:
+        return read_and_validate(data, name=name, today=today)
+    return run_isolated(_read_and_validate_args, data, name, today, isolation=isolation)
+
+
+# --- storing ----------------------------------------------------------------------------------------
+
+def submit(db: Database, *, data: bytes, original_name: str, upload_folder: str | Path, who: str,
+           site_code: str | None = None, token_id: int | None = None, user_id: int | None = None,
+           today: dt.date | None = None, isolation: Isolation | None = None) -> IngestResult:
+    """Store an uploaded workbook as ``site_code``'s current log (see the module docstring).
+
+    ``site_code`` is the uploading site (from its token).  When None (an admin upload) the
+    workbook's own Site sheet names the site.  Raises :class:`IngestError` subclasses for
+    uploads that are refused; then nothing is stored.  With ``isolation`` the workbook is read
+    in a worker process (:func:`run_isolated`), else in this one.
+    """
+    original_name = clean_name(original_name)
+    sha = file_hash(data)
+    site = _find_site(db, site_code) if site_code else None
+    if site is not None:
+        existing = _existing(db, site.id, file_sha256=sha)
+        if existing is not None:
+            return _duplicate(db, existing, who=who, file_sha256=sha, via="file")
+
+    parsed = parse_upload(data, name=original_name, today=today, isolation=isolation)
+    sheet_code = (parsed.site.get("site_code") or "").strip().upper()
+    if site is None:
+        if not sheet_code:
+            raise UnknownSite("The Site sheet has no site code, so the workbook cannot be matched to a site.")
+        site = _find_site(db, sheet_code)
+        if site is None:
+            raise UnknownSite(f"There is no site {sheet_code}; an administrator must add it first.")
+    elif sheet_code and sheet_code != site.code:
+        raise WrongSite(f"This workbook is for site {sheet_code}, but the token is {site.code}'s. "
+                        f"Send {site.code}'s own workbook, or ask for {sheet_code}'s token.")
+
+    existing = _existing(db, site.id, content_sha256=parsed.content_sha256)
+    if existing is not None:
+        return _duplicate(db, existing, who=who, file_sha256=sha, via="content")
+
+    folder = Path(upload_folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stored_name = f"{uuid.uuid4().hex}.xlsx"
+    temporary = folder / f".{stored_name}.part"
+    final = folder / stored_name
+    _write_private(temporary, data)
+    try:
+        with write_session(db) as session:
+            result = _store(session, site.id, parsed, sha=sha, size=len(data), original_name=original_name,
+                            stored_name=stored_name, who=who, token_id=token_id, user_id=user_id)
+    except IntegrityError:
+        # Another upload of the same rows committed first (UNIQUE site + content hash).
+        temporary.unlink(missing_ok=True)
+        existing = _existing(db, site.id, content_sha256=parsed.content_sha256)
+        if existing is None:
+            raise
+        return _duplicate(db, existing, who=who, file_sha256=sha, via="content")
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    if isinstance(result, Submission):
+        os.replace(temporary, final)
+        return IngestResult(submission=result, duplicate=False,
+                            findings=[f.to_dict() for f in parsed.findings])
+    temporary.unlink(missing_ok=True)  # a duplicate found inside the transaction
+    return _duplicate(db, result[1], who=who, file_sha256=sha, via="content")
+
+
+def _store(session: Session, site_id: int, parsed: Parsed, *, sha: str, size: int, original_name: str,
+           stored_name: str, who: str, token_id: int | None,
+           user_id: int | None) -> Submission | tuple[str, Submission]:
+    """Inside the write transaction: store, or return ("duplicate", existing) if it raced in."""
+    site = session.scalar(select(Site).where(Site.id == site_id).with_for_update())  # PostgreSQL row lock
+    raced = session.scalar(select(Submission).where(
+        Submission.site_id == site_id,
+        (Submission.content_sha256 == parsed.content_sha256) | (Submission.file_sha256 == sha)))
+    if raced is not None:
+        return ("duplicate", raced)
+    now = utcnow()
+    superseded = session.scalars(select(Submission.id).where(
+        Submission.site_id == site_id, Submission.is_current.is_(True))).all()
+    if superseded:
+        session.execute(update(Submission).where(Submission.id.in_(superseded))
+                        .values(is_current=False, superseded_at=now))
+    n_errors = sum(1 for f in parsed.findings if f.severity == "error")
+    submission = Submission(
+        site=site, file_sha256=sha, content_sha256=parsed.content_sha256, original_name=original_name,
+        stored_name=stored_name, size=size, received_at=now, received_by_token_id=token_id,
+        received_by_user_id=user_id, is_current=True, n_incidents=len(parsed.incidents),
+        n_actions=len(parsed.actions), n_errors=n_errors, n_warnings=len(parsed.findings) - n_errors,
+    )
+    session.add(submission)
+    session.flush()
+    keys = {"submission_id": submission.id, "site_id": site_id}
+    for model, rows in ((Incident, parsed.incidents), (Action, parsed.actions),
+                        (ExposureMonth, parsed.exposure)):
+        if rows:
+            session.execute(insert(model), [{**row, **keys} for row in rows])
+    session.add(SiteSheet(submission_id=submission.id, **parsed.site))
+    if parsed.findings:
+        session.execute(insert(FindingRow), [
+            {"submission_id": submission.id, "sheet": f.sheet[:100], "cell": f.cell[:20], "ref": f.ref or "",
+             "rule": f.rule[:20], "severity": f.severity[:10], "message": f.message}
+            for f in parsed.findings])
+    audit(session, who, "submission.stored", f"submission:{submission.id}", file_sha256=sha,
+          site=site.code, content_sha256=parsed.content_sha256, original_name=original_name, size=size,
+          incidents=submission.n_incidents, actions=submission.n_actions, errors=n_errors,
+          warnings=submission.n_warnings, superseded=list(superseded))
+    return submission
+
+
+def _duplicate(db: Database, existing: Submission, *, who: str, file_sha256: str, via: str) -> IngestResult:
+    """Answer for a workbook already stored; an older copy sent again becomes current again."""
+    reinstated = False
+    with write_session(db) as session:
+        session.scalar(select(Site.id).where(Site.id == existing.site_id).with_for_update())  # as _store does
+        submission = session.get(Submission, existing.id)
+        if not submission.is_current:
+            now = utcnow()
+            session.execute(update(Submission).where(Submission.site_id == submission.site_id,
+                                                     Submission.is_current.is_(True))
+                            .values(is_current=False, superseded_at=now))
+            submission.is_current = True
+            submission.superseded_at = None
+            reinstated = True
+        audit(session, who, "submission.reinstated" if reinstated else "submission.duplicate",
+              f"submission:{submission.id}", file_sha256=file_sha256, site=submission.site.code, matched_by=via)
+        session.flush()
+        findings = stored_findings(session, submission)
+        _ = submission.site.code  # load before the session closes
+    return IngestResult(submission=submission, duplicate=True, findings=findings, reinstated=reinstated)
+
+
+def stored_findings(session: Session, submission: Submission) -> list[dict]:
+    rows = session.scalars(select(FindingRow).where(FindingRow.submission_id == submission.id)
+                           .order_by(FindingRow.id)).all()
+    return [Finding(file=submission.original_name, sheet=r.sheet, cell=r.cell, ref=r.ref, rule=r.rule,
+                    severity=r.severity, message=r.message).to_dict() for r in rows]
+
+
+def _existing(db: Database, site_id: int, *, file_sha256: str | None = None,
+              content_sha256: str | None = None) -> Submission | None:
+    with db.sessions() as session:
+        query = select(Submission).where(Submission.site_id == site_id)
+        if file_sha256 is not None:
+            query = query.where(Submission.file_sha256 == file_sha256)
+        if content_sha256 is not None:
+            query = query.where(Submission.content_sha256 == content_sha256)
+        return session.scalars(query.order_by(Submission.id.desc())).first()
+
+
+def _find_site(db: Database, code: str) -> Site | None:
+    with db.sessions() as session:
+        return session.scalar(select(Site).where(Site.code == code.strip().upper()))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def clean_name(name: str | None) -> str:
+    """The user's file name as metadata: its last path part, printable, at most 255 characters."""
+    name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable())
+    return name[:MAX_NAME] or "workbook.xlsx"

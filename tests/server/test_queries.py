@@ -1,0 +1,75 @@
+"""server.queries.current_frames: the current rows, typed as the contract types them, in four queries."""
+
+from __future__ import annotations
+
+import pandas as pd
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import event
+
+from server.db import get_db
+from server.queries import current_frames
+from workbook_templates.contract import ACTIONS, EXPOSURE_FIELDS, INCIDENTS
+
+from .support import site_token, upload
+
+
+def test_current_frames_types_and_rows(app: Flask, client: FlaskClient, workbooks) -> None:  # noqa: ANN001
+    for code, area, seed, setting in (("OAK", "North", 1, "care_home"), ("ELM", "North", 3, "homecare"),
+                                      ("BIR", "South", 5, "care_home")):
+        token = site_token(app, code, name=f"{code} House", area=area, setting=setting)
+        path = workbooks.path(code, seed=seed, **({"setting": setting} if code == "ELM" else {}))
+        assert upload(client, token, path).status_code == 201
+    site_token(app, "NEW", name="New House", area="North")  # registered, nothing sent yet
+    assert upload(client, site_token(app, "OAK"), workbooks.path("OAK", seed=2)).status_code == 201  # supersedes
+
+    statements: list[str] = []
+    engine = get_db(app).engine
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        with get_db(app).sessions() as session:
+            incidents, actions, exposure, sites = current_frames(session, area="North")
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 4
+
+    oak, elm = workbooks.records("OAK", seed=2), workbooks.records("ELM", seed=3, setting="homecare")
+    assert len(incidents) == len(oak.incidents) + len(elm.incidents)
+    assert len(actions) == len(oak.actions) + len(elm.actions)
+    assert len(exposure) == len(oak.exposure) + len(elm.exposure)
+    assert list(incidents.columns) == [f.name for f in INCIDENTS.input_fields] + ["_row"]
+    assert list(actions.columns) == ["site_code"] + [f.name for f in ACTIONS.input_fields] + ["_row"]
+    assert list(exposure.columns) == ["site_code"] + [f.name for f in EXPOSURE_FIELDS] + ["_row"]
+
+    assert incidents["occurred_at"].dtype == "datetime64[us]"
+    assert incidents["consequence"].dtype == "Int64"
+    assert pd.api.types.is_string_dtype(incidents["category"])
+    assert exposure["occupied_bed_days"].dtype == "float64" and exposure["visits"].dtype == "Int64"
+    assert actions["due_date"].dtype == "datetime64[us]"
+
+    # The stored rows equal what the site sent (the contract's types round-trip through the database).
+    mine = incidents[incidents["site_code"] == "OAK"].drop(columns=["_row"]).reset_index(drop=True)
+    sent = oak.incidents.reset_index(drop=True)
+    for name in ("incident_ref", "occurred_at", "reported_at", "category", "consequence", "closed_date",
+                 "occurred_time"):
+        left, right = mine[name], sent[name]
+        if name not in ("consequence", "occurred_at", "reported_at", "closed_date"):
+            right = right.where(right.ne(""), None)
+        pd.testing.assert_series_equal(left, right.astype(left.dtype), check_names=False)
+
+    assert list(sites["site_code"]) == ["ELM", "NEW", "OAK"]
+    assert list(sites["area"]) == ["North"] * 3
+    by_code = sites.set_index("site_code")
+    assert by_code.loc["ELM", "setting"] == "homecare"
+    assert by_code.loc["OAK", "provider"] == "Synthetic Care Ltd"
+    assert by_code.loc["OAK", "n_incidents"] == len(oak.incidents)
+    assert pd.isna(by_code.loc["NEW", "submission_id"])
+
+
+def test_current_frames_of_an_empty_database(app: Flask) -> None:
+    with get_db(app).sessions() as session:
+        incidents, actions, exposure, sites = current_frames(session)
+    assert incidents.empty and actions.empty and exposure.empty and sites.empty
+    assert incidents["occurred_at"].dtype == "datetime64[us]"
+    assert incidents["consequence"].dtype == "Int64"
