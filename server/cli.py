@@ -11,6 +11,9 @@ import click
 from addin.cli import convert_command, validate_command
 from workbook_templates.cli import template_command
 
+from .commands import admin_group, serve_command
+from .report_commands import consolidate_command, return_command
+
 
 def not_yet(name: str) -> click.Command:
     @click.command(name, help=f"{name.capitalize()}: not yet available.",
@@ -31,5 +34,7 @@ def main() -> None:
 main.add_command(template_command)
 main.add_command(validate_command)
 main.add_command(convert_command)
-for _name in ("consolidate", "return", "serve", "admin"):
-    main.add_command(not_yet(_name))
+main.add_command(consolidate_command)
+main.add_command(return_command)
+main.add_command(serve_command)
+main.add_command(admin_group)
