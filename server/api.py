@@ -74,7 +74,7 @@ def submit_workbook():  # noqa: ANN201
     return jsonify(result.to_json()), (200 if result.duplicate else 201)
 
 
-def _resolve_scope(token: Token):  # noqa: ANN202
+def resolve_scope(token: Token):  # noqa: ANN202
     """The (area name, site code) a read asks for, or an error response when out of scope."""
     session = get_session()
     area_param = (request.args.get("area") or "").strip()
@@ -105,7 +105,7 @@ def _resolve_scope(token: Token):  # noqa: ANN202
 
 def _csv_download(kind: str) -> Response:
     token: Token = g.token
-    scope = _resolve_scope(token)
+    scope = resolve_scope(token)
     if not isinstance(scope, tuple):
         return scope
     area, site = scope

@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import queries, summary as summaries
 from .admin import audit
-from .api import _resolve_scope
+from .api import resolve_scope
 from .auth import json_error, require_token
 from .db import get_db, get_session, write_session
 from .models import Token
@@ -114,7 +114,7 @@ def summary_months() -> tuple:
 def summary_json():  # noqa: ANN201
     """The governance summary of an area (default: the token's), a site or (admin) every site."""
     token: Token = g.token
-    scope = _resolve_scope(token)
+    scope = resolve_scope(token)
     if not isinstance(scope, tuple):
         return scope
     area, site = scope
@@ -134,7 +134,7 @@ def summary_json():  # noqa: ANN201
 def commissioner_return():  # noqa: ANN201
     """The commissioner return of an area or site for a period, as an .xlsx download."""
     token: Token = g.token
-    scope = _resolve_scope(token)
+    scope = resolve_scope(token)
     if not isinstance(scope, tuple):
         return scope
     area, site = scope

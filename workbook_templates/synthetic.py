@@ -113,7 +113,6 @@ def make_site(
         ["reg16_death", "reg16_death", "reg18_serious_injury", "reg18_abuse_allegation"], "none")
     tier = np.where((cqc != "none") & (tier == "low"), "moderate", tier)
 
-    day = pd.to_timedelta(1, unit="D")
     notified = np.minimum(reported + pd.to_timedelta(rng.integers(0, 2, n), unit="D"), end_ts)  # never after end
     age_days = (end_ts - reported).days.to_numpy()
     closed = (age_days > 60) & (rng.random(n) < 0.95) | (age_days > 20) & (rng.random(n) < 0.5)

@@ -35,7 +35,7 @@ from typing import BinaryIO
 from addin.findings import Finding
 
 from .excel_io import (
-    NOTE_PREFIX, ExcelIO, Mark, OpenpyxlIO, SheetContent, hex_colour, internal_target, is_cell,
+    NOTE_PREFIX, ExcelIO, Mark, OpenpyxlIO, SheetContent, hex_colour, internal_target, is_cell, save_openpyxl,
 )
 
 SHEET = "Checks"
@@ -162,13 +162,7 @@ def write_checked_copy(source: str | Path | bytes | BinaryIO, findings: Sequence
         name = file or Path(getattr(source, "name", "") or "workbook.xlsx").name
     wb = openpyxl.load_workbook(handle, keep_vba=False, keep_links=False)
     write_checks(OpenpyxlIO(wb, name=name), findings, file=name, checked_at=checked_at, note=COPY_NOTE)
-    if out_path is None:
-        buffer = io.BytesIO()
-        wb.save(buffer)
-        return buffer.getvalue()
-    out = Path(out_path)
-    wb.save(out)
-    return out
+    return save_openpyxl(wb, out_path)
 
 
 __all__ = ["SHEET", "HEADER_ROW", "COLUMNS", "FILLS", "COPY_NOTE", "checks_content", "marks", "previous_marks",

@@ -29,11 +29,13 @@ to string after assignment (openpyxl would otherwise store "=..." as a formula).
 from __future__ import annotations
 
 import datetime as dt
+import io
 import math
 import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 NOTE_PREFIX = "nearmiss check:"  # every note this package writes starts so; only those are removed
@@ -153,6 +155,17 @@ class ExcelIO(Protocol):
 
 
 # --- helpers shared by the backends ----------------------------------------------------------------------
+
+def save_openpyxl(wb, out_path=None):
+    """Save ``wb`` to ``out_path`` and return the path, or return the bytes when no path is given."""
+    if out_path is None:
+        buffer = io.BytesIO()
+        wb.save(buffer)
+        return buffer.getvalue()
+    out = Path(out_path)
+    wb.save(out)
+    return out
+
 
 def safe_text(value: object) -> str:
     """Text as a cell can hold it: control characters dropped, cut to Excel's 32,767 characters."""

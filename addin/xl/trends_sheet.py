@@ -19,13 +19,14 @@ own; both use openpyxl charts, which LibreOffice and Excel open as native charts
 from __future__ import annotations
 
 import datetime as dt
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .excel_io import ChartSpec, ExcelIO, OpenpyxlIO, SeriesStyle, SheetContent, column_letters
+from .excel_io import (
+    ChartSpec, ExcelIO, OpenpyxlIO, SeriesStyle, SheetContent, column_letters, save_openpyxl,
+)
 
 SHEET = "Trends"
 FIRST_BLOCK_ROW = 5
@@ -190,10 +191,4 @@ def write_trends_workbook(out_path: str | Path | None, results: Sequence, *, sit
     blank = wb.active
     add_trends_sheet(wb, results, site=site, today=today)
     wb.remove(blank)
-    if out_path is None:
-        buffer = io.BytesIO()
-        wb.save(buffer)
-        return buffer.getvalue()
-    out = Path(out_path)
-    wb.save(out)
-    return out
+    return save_openpyxl(wb, out_path)
