@@ -18,6 +18,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from workbook_templates.codelists import (
     CODE_LISTS, CQC_NOTIFY_WITHIN_DAYS, EXPOSURE_UNIT_BY_SETTING, REVIEW_TARGET_DAYS, SUBCATEGORY_OF,
@@ -149,7 +151,20 @@ def fields_of(record: str, predicate: Callable[[Field], bool]) -> list[Field]:
 
 
 def casefolded(series: pd.Series) -> pd.Series:
-    return series.astype("str").str.strip().str.casefold()
+    text = series.astype("str").str.strip()
+    array = getattr(text.array, "_pa_array", None)
+    if array is None or not len(text):
+        return text.str.casefold()
+    # ASCII text casefolds as it lowercases (in Arrow, one pass); other text goes through str.casefold.
+    ascii_ = pc.string_is_ascii(array).to_numpy(zero_copy_only=False)
+    lowered = text.str.lower()
+    if ascii_.dtype == bool and ascii_.all():
+        return lowered
+    other = ~(ascii_.astype(bool) if ascii_.dtype == bool else pd.Series(ascii_).fillna(True).astype(bool).to_numpy())
+    if other.any():
+        lowered = lowered.copy()
+        lowered[other] = text[other].str.casefold()
+    return lowered
 
 
 def linked_refs(actions: pd.DataFrame, *, include_cancelled: bool = True) -> pd.DataFrame:
@@ -161,9 +176,78 @@ def linked_refs(actions: pd.DataFrame, *, include_cancelled: bool = True) -> pd.
     refs = col(actions, "incident_refs")
     if not include_cancelled:
         refs = refs[~equals(actions, "status", "cancelled")]
-    exploded = refs.astype("str").str.split(REF_SEPARATORS, regex=True).explode().str.strip()
+    refs = refs.astype("str")
+    array = getattr(refs.array, "_pa_array", None)
+    if array is not None:  # one ref per cell, the usual case, needs no split (one RE2 pass finds the others)
+        several = pc.match_substring_regex(array, REF_SEPARATORS).to_numpy(zero_copy_only=False)
+        several = several.astype(bool) if several.dtype == bool else pd.Series(several).fillna(False).to_numpy(bool)
+        single = refs[~several].str.strip()
+        split = refs[several].str.split(REF_SEPARATORS, regex=True).explode().str.strip()
+        exploded = pd.concat([single, split]).sort_index(kind="stable") if several.any() else single
+    else:
+        exploded = refs.str.split(REF_SEPARATORS, regex=True).explode().str.strip()
     exploded = exploded[exploded.notna() & exploded.ne("")]
     return pd.DataFrame({"ref": exploded, "key": exploded.str.casefold()})
+
+
+# --- many sites at once ---------------------------------------------------------------------
+# ``validate.validate_results`` checks many workbooks in one pass: their frames are stacked with
+# a ``_site`` column (the workbook's position) and the site frame has one row per workbook.  The
+# few checks that compare rows with each other (duplicates, refs between the log and the
+# actions, exposure months) then compare only rows of the same site; with no ``_site`` column
+# each check is exactly the one-site check.
+SITE = "_site"
+
+
+def site_of(frame: pd.DataFrame) -> pd.Series | None:
+    """The ``_site`` of each row when the frames hold many sites, else None."""
+    return frame[SITE] if SITE in frame else None
+
+
+def duplicated_key(frame: pd.DataFrame, key: pd.Series) -> pd.Series:
+    """Rows whose (casefolded) key was already seen above them, within the row's site."""
+    site = site_of(frame)
+    if site is None:
+        return key.notna() & key.duplicated(keep="first")
+    both = pd.DataFrame({"site": site.to_numpy(), "key": key.to_numpy()}, index=key.index)
+    return key.notna() & both.duplicated(keep="first")
+
+
+def isin_keys(keys: pd.Series, values) -> pd.Series:
+    """``keys.isin(values)`` for text keys; in one Arrow pass when the keys are pandas str."""
+    array = getattr(keys.array, "_pa_array", None)
+    if array is None:
+        return keys.isin(set(values)).astype(bool)
+    value_set = pa.array(list(dict.fromkeys(values)), type=pa.large_string())
+    found = pc.is_in(array.cast(pa.large_string()), value_set=value_set)
+    return pd.Series(found.to_numpy(zero_copy_only=False).astype(bool), index=keys.index)
+
+
+def same_site_isin(frame: pd.DataFrame, keys: pd.Series, other: pd.DataFrame, other_keys: pd.Series) -> pd.Series:
+    """``keys.isin(other_keys)`` (missing never matches), comparing keys of the same site only.
+
+    ``keys`` are indexed like rows of ``frame``, ``other_keys`` like rows of ``other`` (labels may
+    repeat, as after an explode).  Without ``_site`` columns it is a plain ``isin``.
+    """
+    site, other_site = site_of(frame), site_of(other)
+    if site is None or other_site is None:
+        return isin_keys(keys, other_keys.dropna())
+    both = pd.concat([keys.astype("str"), other_keys.astype("str")], ignore_index=True)
+    codes, uniques = pd.factorize(both)
+    n, k = len(keys), max(len(uniques), 1)
+    a = site.reindex(keys.index).to_numpy(dtype=np.int64) * k + codes[:n]
+    b = other_site.reindex(other_keys.index).to_numpy(dtype=np.int64) * k + codes[n:]
+    found = np.isin(a, b[codes[n:] >= 0]) & (codes[:n] >= 0)
+    return pd.Series(found, index=keys.index)
+
+
+def site_keyed(frame: pd.DataFrame, key: pd.Series) -> pd.Series:
+    """``key`` made unique across sites (prefixed with the row's site) when the frames hold many sites."""
+    site = site_of(frame)
+    if site is None:
+        return key
+    prefix = site.reindex(key.index) if not site.index.equals(key.index) else site
+    return prefix.astype("int64").astype("str") + "\x1f" + key
 
 
 # --- reusable judgements ---------------------------------------------------------------------
@@ -234,13 +318,20 @@ def incident_codes(fr: Frames) -> list[Hit]:
 @check("NM003")
 def duplicate_incident_refs(fr: Frames) -> list[Hit]:
     key = casefolded(col(fr.incidents, "incident_ref"))
-    return [Hit("incidents", "incident_ref", key.notna() & key.duplicated(keep="first"))]
+    return [Hit("incidents", "incident_ref", duplicated_key(fr.incidents, key))]
 
 
 @check("NM004")
 def site_code_matches(fr: Frames) -> list[Hit]:
-    code = fr.site_code
     values = col(fr.incidents, "site_code")
+    site = site_of(fr.incidents)
+    if site is not None:  # many sites: each row against its own site's code
+        codes = col(fr.site, "site_code").astype("str").str.strip().str.casefold()
+        expected = pd.Series(codes.to_numpy(), index=fr.site[SITE].to_numpy()).reindex(site.to_numpy())
+        expected = pd.Series(expected.to_numpy(), index=values.index)
+        mask = values.notna() & expected.notna() & casefolded(values).ne(expected)
+        return [Hit("incidents", "site_code", mask.fillna(False).astype(bool))]
+    code = fr.site_code
     if code is None:
         return [Hit("incidents", "site_code", pd.Series(False, index=fr.incidents.index))]
     return [Hit("incidents", "site_code", values.notna() & casefolded(values).ne(code.strip().casefold()))]
@@ -316,7 +407,7 @@ def tier_not_low_when_harmful(fr: Frames) -> list[Hit]:
 def tier_needs_action(fr: Frames) -> list[Hit]:
     inc = fr.incidents
     linked = linked_refs(fr.actions, include_cancelled=False)["key"]
-    has_action = casefolded(col(inc, "incident_ref")).isin(set(linked)).astype(bool)
+    has_action = same_site_isin(inc, casefolded(col(inc, "incident_ref")), fr.actions, linked)
     return [Hit("incidents", "response_tier", equals(inc, "response_tier", "moderate", "serious") & ~has_action)]
 
 
@@ -334,12 +425,20 @@ def serious_commissioner_notified(fr: Frames) -> list[Hit]:
                 equals(inc, "response_tier", "serious") & blank(inc, "commissioner_notified_date"))]
 
 
+def _tier_rank(values: pd.Series) -> pd.Series:
+    """``values.map(TIER_RANK)`` on whole columns: the tier's rank, NaN for anything else."""
+    ranks = np.full(len(values), np.nan)
+    for tier, rank in TIER_RANK.items():
+        ranks[np.array(values.eq(tier).fillna(False), dtype=bool)] = rank
+    return pd.Series(ranks, index=values.index)
+
+
 @check("NM025")
 def tier_in_proportion(fr: Frames) -> list[Hit]:
     inc = fr.incidents
     suggestion = suggested_tier(inc)
-    recorded = col(inc, "response_tier").map(TIER_RANK)
-    lower = recorded.notna() & (suggestion.map(TIER_RANK) > recorded.fillna(99))
+    recorded = _tier_rank(col(inc, "response_tier"))
+    lower = recorded.notna() & (_tier_rank(suggestion) > recorded.fillna(99))
     mask = lower & blank(inc, "tier_override_reason") & ~_tier_low_but_harmful(inc)
     return [Hit("incidents", "response_tier", mask.astype(bool), value=suggestion)]
 
@@ -482,14 +581,14 @@ def action_codes(fr: Frames) -> list[Hit]:
 @check("NM062")
 def duplicate_action_refs(fr: Frames) -> list[Hit]:
     key = casefolded(col(fr.actions, "action_ref"))
-    return [Hit("actions", "action_ref", key.notna() & key.duplicated(keep="first"))]
+    return [Hit("actions", "action_ref", duplicated_key(fr.actions, key))]
 
 
 @check("NM063")
 def action_refs_known(fr: Frames) -> list[Hit]:
     refs = linked_refs(fr.actions)
-    known = set(casefolded(col(fr.incidents, "incident_ref")).dropna())
-    unknown = refs[~refs["key"].isin(known)]
+    known = casefolded(col(fr.incidents, "incident_ref"))
+    unknown = refs[~same_site_isin(fr.actions, refs["key"], fr.incidents, known).to_numpy()]
     names = unknown.groupby(level=0)["ref"].agg(", ".join)
     mask = pd.Series(fr.actions.index.isin(names.index), index=fr.actions.index)
     return [Hit("actions", "incident_refs", mask, value=names.reindex(fr.actions.index))]
@@ -554,6 +653,8 @@ def site_setting(fr: Frames) -> list[Hit]:
 
 @check("NM082")
 def exposure_for_months_with_reports(fr: Frames) -> list[Hit]:
+    if site_of(fr.incidents) is not None:
+        return _exposure_months_by_site(fr)
     occurred = dates(fr.incidents, "occurred_at")
     occurred = occurred[occurred.notna() & (occurred <= fr.today)]
     months = pd.Series(occurred.dt.to_period("M").dt.to_timestamp().unique(), name="month").sort_values()
@@ -569,6 +670,38 @@ def exposure_for_months_with_reports(fr: Frames) -> list[Hit]:
     merged["_has"] = merged["_has"].fillna(False).astype(bool)
     label = merged["month"].dt.strftime("%B %Y")
     return [Hit("exposure", figures[0], ~merged["_has"], value=label, frame=merged)]
+
+
+def _exposure_months_by_site(fr: Frames) -> list[Hit]:
+    """NM082 over many sites at once: each site's months with reports against its own exposure table."""
+    inc, exp, site = fr.incidents, fr.exposure, fr.site
+    occurred = dates(inc, "occurred_at")
+    keep = (occurred.notna() & (occurred <= fr.today)).to_numpy(dtype=bool)
+    months = pd.DataFrame({SITE: inc[SITE].to_numpy()[keep],
+                           "month": occurred[keep].dt.to_period("M").dt.to_timestamp().to_numpy()})
+    months = months.drop_duplicates().sort_values([SITE, "month"], kind="stable")
+    units = {int(s): EXPOSURE_UNIT_BY_SETTING.get("" if pd.isna(v) else str(v))
+             for s, v in zip(site[SITE], col(site, "setting"))}
+    every = ["occupied_bed_days", "care_hours", "visits"]
+    exp_site = exp[SITE].to_numpy() if SITE in exp else np.zeros(0, dtype=np.int64)
+    row_unit = np.array([units.get(int(s)) for s in exp_site], dtype=object)
+    has = np.zeros(len(exp), dtype=bool)
+    for name in every:
+        given = col(exp, name).notna().to_numpy(dtype=bool)
+        has |= given & ((row_unit == name) | pd.isna(row_unit))
+    table = pd.DataFrame({SITE: exp_site, "month": dates(exp, "month").dt.to_period("M").dt.to_timestamp().to_numpy(),
+                          "_has": has, "_row": col(exp, "_row").to_numpy()})
+    table = table[table["month"].notna()].drop_duplicates([SITE, "month"], keep="first")
+    merged = months.merge(table, on=[SITE, "month"], how="left")
+    merged["_has"] = merged["_has"].fillna(False).astype(bool)
+    merged["_row"] = merged["_row"].astype("Int64") if len(merged) else pd.Series(dtype="Int64")
+    label = merged["month"].dt.strftime("%B %Y")
+    first_figure = np.array([units.get(int(s)) or every[0] for s in merged[SITE]], dtype=object)
+    hits = []
+    for figure in dict.fromkeys(first_figure.tolist()):
+        mask = pd.Series(~merged["_has"].to_numpy() & (first_figure == figure), index=merged.index)
+        hits.append(Hit("exposure", figure, mask, value=label, frame=merged))
+    return hits
 
 
 @check("NM083")

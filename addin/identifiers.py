@@ -69,8 +69,9 @@ def valid_nhs_numbers(digits: pd.Series) -> pd.Series:
 def find_nhs_numbers(text: pd.Series) -> pd.Series:
     """The first NHS number (as written) per row, or missing."""
     text = _as_text(text)
-    found = text.str.extractall(NHS_CANDIDATE)
     out = pd.Series(pd.NA, index=text.index, dtype="object")
+    text = _candidates(text, NHS_PREFILTER)
+    found = text.str.extractall(NHS_CANDIDATE)
     if found.empty:
         return out.astype("str")
     digits = found[0] + found[1] + found[2]
@@ -95,8 +96,9 @@ DOB_PATTERN = (rf"(?i)(?:{_DOB_CUE}[\s:=(\-–]{{0,4}}(?:(?:is|was|of)\s+)?({_DA
 def find_dates_of_birth(text: pd.Series) -> pd.Series:
     """The first date written next to a date-of-birth cue per row, or missing."""
     text = _as_text(text)
-    found = text.str.extract(DOB_PATTERN)
-    return found[0].fillna(found[1]).astype("str")
+    some = _candidates(text, DOB_PREFILTER)
+    found = some.str.extract(DOB_PATTERN)
+    return found[0].fillna(found[1]).astype("str").reindex(text.index)
 
 
 # --- postcode -------------------------------------------------------------------------------
@@ -109,7 +111,8 @@ POSTCODE_PATTERN = (
 
 def find_postcodes(text: pd.Series) -> pd.Series:
     """The first UK postcode per row, or missing."""
-    return _as_text(text).str.extract(POSTCODE_PATTERN)[0].astype("str")
+    text = _as_text(text)
+    return _candidates(text, POSTCODE_PREFILTER).str.extract(POSTCODE_PATTERN)[0].astype("str").reindex(text.index)
 
 
 # --- a title followed by a name ------------------------------------------------------------
@@ -127,8 +130,9 @@ NOT_NAMES = frozenset({"And", "Or", "The", "To", "Of", "In", "On", "At", "For", 
 def find_titled_names(text: pd.Series) -> pd.Series:
     """The first name written after a title (e.g. 'Jones' in 'Mrs Jones') per row, or missing."""
     text = _as_text(text)
-    found = text.str.extractall(NAME_PATTERN)
     out = pd.Series(pd.NA, index=text.index, dtype="object")
+    text = _candidates(text, NAME_PREFILTER)
+    found = text.str.extractall(NAME_PATTERN)
     if found.empty:
         return out.astype("str")
     names = found[0].str.strip()
@@ -136,6 +140,30 @@ def find_titled_names(text: pd.Series) -> pd.Series:
     first = names.groupby(level=0).first()
     out.loc[first.index] = first.to_numpy()
     return out.astype("str")
+
+
+# --- cheap pre-filters --------------------------------------------------------------------
+# Each finder's pattern runs in Python's ``re``, row by row.  Most free text holds no identifier,
+# so first a weaker pattern that every match of the finder must also match (a necessary
+# condition) picks the candidate rows in one vectorised RE2 pass (pyarrow, GIL released); the
+# exact pattern then runs on those rows only.  The result is the same as scanning every row.
+NHS_PREFILTER = r"\p{Nd}{3}[ -]?\p{Nd}{3}[ -]?\p{Nd}{4}"  # \d in a str pattern is any Unicode digit
+DOB_PREFILTER = r"\p{Nd}"  # every date form the finder knows has a digit
+POSTCODE_PREFILTER = r"(?i)[0-9][a-z]{2}"  # the inward code (case-folded as the finder's (?i) does)
+NAME_PREFILTER = r"(?:Mrs|Mr|Ms|Miss|Mx|Dr|MRS|MR|MISS|DR|mrs|mr)\.?[ \t]+[A-Z]"
+# NHS numbers, dates and postcodes all hold a digit: a row with no digit and no title holds nothing.
+ANY_PREFILTER = r"\p{Nd}|" + NAME_PREFILTER
+
+
+def _candidates(text: pd.Series, prefilter: str) -> pd.Series:
+    """The rows of ``text`` (pandas str) that match ``prefilter`` (RE2 syntax), index kept."""
+    array = getattr(text.array, "_pa_array", None)
+    if array is None or not len(text):
+        return text
+    import pyarrow.compute as pc
+
+    hit = pc.match_substring_regex(array, prefilter).to_numpy(zero_copy_only=False)
+    return text[hit.astype(bool) & ~pd.isna(hit)] if hit.dtype == object else text[hit]
 
 
 # --- all of them ----------------------------------------------------------------------------
@@ -150,7 +178,19 @@ FINDERS = {
 def scan(text: pd.Series) -> pd.DataFrame:
     """One column per kind of identifier (see FINDERS) holding the first match per row, or missing."""
     text = _as_text(text)
-    return pd.DataFrame({kind: finder(text) for kind, finder in FINDERS.items()}, index=text.index)
+    some = _candidates(text, ANY_PREFILTER)  # one pass over every row; the finders see the few left
+    if not len(some) and len(text):
+        return _nothing_found(text.index)
+    found = pd.DataFrame({kind: finder(some) for kind, finder in FINDERS.items()}, index=some.index)
+    if len(some) == len(text):
+        return found
+    return found.reindex(text.index).astype("str") if len(found.columns) else found.reindex(text.index)
+
+
+def _nothing_found(index: pd.Index) -> pd.DataFrame:
+    """What :func:`scan` gives for rows where no finder matches: every column missing, as str."""
+    empty = pd.Series(np.nan, index=index, dtype=object).astype("str")
+    return pd.DataFrame({kind: empty for kind in FINDERS}, index=index)
 
 
 def has_nhs_number(text: pd.Series) -> pd.Series:

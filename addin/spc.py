@@ -45,6 +45,8 @@ _LABELS = {
     "decrease": ("special_cause_concern", "special_cause_improvement"),
     "neutral": ("special_cause_neutral_high", "special_cause_neutral_low"),
 }
+_RULE_NAMES = np.array(["", *RULES])
+_POINT_TYPES = {k: np.array(["common_cause", high, low]) for k, (high, low) in _LABELS.items()}
 _COLUMNS = ["value", "mean", "lpl", "upl", "point_type", "rule",
             "near_lpl", "near_upl", "segment", "direction", "mr_bar", "trial"]
 
@@ -139,8 +141,13 @@ def two_in_three(values, mean, near_lpl, near_upl, lpl, upl) -> np.ndarray:
     flagged = np.zeros(v.size, dtype=bool)
     if v.size < WINDOW:
         return flagged
-    side_sum = sliding_window_view(np.sign(v - mean), WINDOW).sum(axis=1)
-    close_sum = sliding_window_view(close.astype(int), WINDOW).sum(axis=1)
+    side, near = np.sign(v - mean), close.astype(int)
+    if WINDOW == 3:  # the same sums as the sliding windows below, without their overhead (1,600 charts)
+        side_sum = side[:-2] + side[1:-1] + side[2:]
+        close_sum = near[:-2] + near[1:-1] + near[2:]
+    else:
+        side_sum = sliding_window_view(side, WINDOW).sum(axis=1)
+        close_sum = sliding_window_view(near, WINDOW).sum(axis=1)
     for start in np.flatnonzero((np.abs(side_sum) == WINDOW) & (close_sum >= 2)):
         flagged[start:start + WINDOW] |= close[start:start + WINDOW]
     return flagged
@@ -168,18 +175,97 @@ def _segment(values: np.ndarray, screen_outliers, fix_after, improvement) -> dic
     in_trend, trend_dir = trend(values)
     close = two_in_three(values, lim.mean, lim.near_lpl, lim.near_upl, lim.lpl, lim.upl)
     in_shift = shift(values, lim.mean)
-    rule = np.select([out, in_trend, close, in_shift], list(RULES), default="")
+    code = np.select([out, in_trend, close, in_shift], [1, 2, 3, 4], default=0)
+    rule = _RULE_NAMES[code]
     # Trend points take the trend's direction; every other flagged point is
     # strictly above or below the mean (ptd_point_type in the R package).
     direction = np.where(rule == "", 0,
                          np.where(in_trend & ~out, trend_dir, np.sign(values - lim.mean)))
-    high_label, low_label = _LABELS[improvement]
-    point_type = np.where(rule == "", "common_cause",
-                          np.where(direction > 0, high_label, low_label))
+    point_type = _POINT_TYPES[improvement][np.where(code == 0, 0, np.where(direction > 0, 1, 2))]
     n = values.size
     columns = {name: np.full(n, getattr(lim, name)) for name in Limits._fields}
     return {**columns, "point_type": point_type, "rule": rule,
             "direction": direction.astype(int), "trial": np.full(n, n < TRIAL_POINTS)}
+
+
+def _marked_runs(mask: np.ndarray, segment: np.ndarray, min_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Points in runs of True (within one segment) at least ``min_length`` long, and the runs' first points.
+
+    Runs never cross a segment border: a False is put between segments before the runs are found.
+    """
+    n = mask.size
+    slot = np.arange(n) + segment  # one empty slot before each segment after the first
+    spread = np.zeros(n + (int(segment[-1]) if n else 0), dtype=bool)
+    spread[slot] = mask
+    marked = np.zeros(spread.size + 1, dtype=int)
+    first = np.zeros(spread.size, dtype=bool)
+    for start, stop in _run_spans(spread):
+        if stop - start >= min_length:
+            marked[start] += 1
+            marked[stop] -= 1
+            first[start] = True
+    return np.cumsum(marked)[:-1][slot] > 0, first[slot]
+
+
+def _segments_at_once(values: np.ndarray, bounds: list[int], screen_outliers: bool, improvement: str) -> dict:
+    """``_segment`` of every rebase segment at once (no ``fix_after_n_points``): the same columns.
+
+    Limits come from :func:`limits` segment by segment; the rules run once over all points, with
+    runs, trends and windows kept within their segment, so a summary's 1,600 charts cost about
+    what one long chart costs.
+    """
+    n = values.size
+    sizes = np.diff(bounds)
+    segment = np.repeat(np.arange(sizes.size), sizes)
+    lims = [limits(values[lo:hi], screen_outliers) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+    kept = sizes[sizes > 0]
+    per_point = {name: np.repeat(np.array([getattr(lim, name) for lim in lims], dtype=float), kept)
+                 for name in Limits._fields}
+    seg_of_point = np.repeat(np.arange(kept.size), kept)  # 0.. over non-empty segments
+    mean, lpl, upl = per_point["mean"], per_point["lpl"], per_point["upl"]
+    out = (values > upl) | (values < lpl)
+    # trend: runs of steps within a segment, RUN_LENGTH points make RUN_LENGTH - 1 steps
+    steps = np.diff(values)
+    same = seg_of_point[1:] == seg_of_point[:-1]
+    trend_mask = np.zeros(n, dtype=bool)
+    trend_dir = np.zeros(n, dtype=int)
+    starts_here = {}
+    for sign, rising in ((1, (steps > 0) & same), (-1, (steps < 0) & same)):
+        step_in, step_first = _marked_runs(rising, seg_of_point[1:], RUN_LENGTH - 1) if n > 1 else (
+            np.zeros(0, dtype=bool), np.zeros(0, dtype=bool))
+        points = np.zeros(n, dtype=bool)
+        points[:-1] |= step_in  # a step i joins points i and i + 1
+        points[1:] |= step_in
+        first = np.zeros(n, dtype=bool)
+        first[:-1] = step_first
+        starts_here[sign] = first
+        trend_mask |= points
+        trend_dir = np.where(points & (trend_dir == 0), sign, trend_dir)
+    # a point shared by a rising and a falling trend takes the later one's (the one starting there)
+    shared = trend_mask & (trend_dir != 0)
+    trend_dir = np.where(shared & starts_here[-1], -1, np.where(shared & starts_here[1], 1, trend_dir))
+    # two in three
+    close = ~out & ((values > per_point["near_upl"]) | (values < per_point["near_lpl"]))
+    side = np.sign(values - mean)
+    close_flag = np.zeros(n, dtype=bool)
+    if n >= WINDOW:
+        whole = seg_of_point[:-2] == seg_of_point[2:]
+        side_sum = side[:-2] + side[1:-1] + side[2:]
+        near = close.astype(int)
+        close_sum = near[:-2] + near[1:-1] + near[2:]
+        for start in np.flatnonzero(whole & (np.abs(side_sum) == WINDOW) & (close_sum >= 2)):
+            close_flag[start:start + WINDOW] |= close[start:start + WINDOW]
+    # shift
+    in_shift = np.zeros(n, dtype=bool)
+    for sign in (1, -1):
+        in_shift |= _marked_runs(side == sign, seg_of_point, RUN_LENGTH)[0]
+    code = np.select([out, trend_mask, close_flag, in_shift], [1, 2, 3, 4], default=0)
+    rule = _RULE_NAMES[code]
+    direction = np.where(rule == "", 0, np.where(trend_mask & ~out, trend_dir, np.sign(values - mean)))
+    point_type = _POINT_TYPES[improvement][np.where(code == 0, 0, np.where(direction > 0, 1, 2))]
+    trial = np.repeat(kept < TRIAL_POINTS, kept)
+    return {**per_point, "point_type": point_type, "rule": rule, "direction": direction.astype(int),
+            "trial": trial, "value": values, "segment": segment}
 
 
 def _as_array(values) -> tuple[np.ndarray, pd.Index]:
@@ -249,15 +335,19 @@ def xmr(values, *, improvement: str = "increase", screen_outliers: bool = True,
     starts = _validate_options(arr.size, improvement, screen_outliers,
                                fix_after_n_points, rebase_at)
     bounds = [0, *starts, arr.size]
-    parts = []
-    for seg, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-        if hi > lo:
-            part = _segment(arr[lo:hi], screen_outliers, fix_after_n_points, improvement)
-            part.update(value=arr[lo:hi], segment=np.full(hi - lo, seg))
-            parts.append(part)
-    if not parts:
-        return pd.DataFrame({c: [] for c in _COLUMNS}, index=index)
-    data = {c: np.concatenate([p[c] for p in parts]) for c in _COLUMNS}
+    if arr.size and fix_after_n_points is None:  # every segment at once (the same numbers and labels)
+        data = _segments_at_once(arr, bounds, screen_outliers, improvement)
+        data = {c: data[c] for c in _COLUMNS}
+    else:
+        parts = []
+        for seg, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if hi > lo:
+                part = _segment(arr[lo:hi], screen_outliers, fix_after_n_points, improvement)
+                part.update(value=arr[lo:hi], segment=np.full(hi - lo, seg))
+                parts.append(part)
+        if not parts:
+            return pd.DataFrame({c: [] for c in _COLUMNS}, index=index)
+        data = {c: np.concatenate([p[c] for p in parts]) for c in _COLUMNS}
     data["point_type"] = data["point_type"].astype(str)
     data["rule"] = data["rule"].astype(str)
     return pd.DataFrame(data, index=index)[_COLUMNS]
@@ -278,31 +368,49 @@ def describe_signal(df: pd.DataFrame, measure_label: str, *, unit: str = "months
     """
     if df.empty:
         return f"{measure_label}: no data"
-    seg = df[df["segment"] == df["segment"].iloc[-1]]
-    last = seg.iloc[-1]
+    return describe_arrays({c: df[c].to_numpy() for c in _DESCRIBE_COLUMNS}, measure_label, unit=unit)
+
+
+_DESCRIBE_COLUMNS = ("value", "segment", "trial", "rule", "direction", "upl", "lpl", "mean", "near_upl",
+                     "near_lpl", "point_type")
+
+
+def describe_arrays(chart, measure_label: str, *, unit: str = "months") -> str:
+    """:func:`describe_signal` of an :func:`xmr` chart given as arrays (column -> array, in order).
+
+    The same words; for many charts at once (a summary of 200 sites has 1,600) this skips
+    building a DataFrame per chart.
+    """
+    segment = chart["segment"]
+    n = len(segment)
+    if n == 0:
+        return f"{measure_label}: no data"
+    last_i = n - 1
+    in_segment = np.asarray(segment) == segment[last_i]
     one = unit[:-1] if unit.endswith("s") else unit
-    note = f"; trial limits (fewer than {TRIAL_POINTS} points)" if last["trial"] else ""
-    if last["rule"] == "":
+    note = f"; trial limits (fewer than {TRIAL_POINTS} points)" if chart["trial"][last_i] else ""
+    rule = chart["rule"][last_i]
+    if rule == "":
         return f"{measure_label}: no signal (common cause variation){note}"
-    v = seg["value"].to_numpy()
-    high = last["direction"] > 0
+    v = np.asarray(chart["value"], dtype=float)[in_segment]
+    high = chart["direction"][last_i] > 0
     side = "above" if high else "below"
-    if last["rule"] == "outside_limits":
-        n = _trailing(v > last["upl"]) if high else _trailing(v < last["lpl"])
-        what = (f"latest {one} {side} the expected range" if n == 1
-                else f"{n} {unit} in a row {side} the expected range")
-    elif last["rule"] == "trend":
-        n = _trailing(np.diff(v) > 0 if high else np.diff(v) < 0) + 1
-        what = f"{n} {unit} in a row, each {'higher' if high else 'lower'} than the one before"
-    elif last["rule"] == "two_in_three":
+    if rule == "outside_limits":
+        n_out = _trailing(v > chart["upl"][last_i]) if high else _trailing(v < chart["lpl"][last_i])
+        what = (f"latest {one} {side} the expected range" if n_out == 1
+                else f"{n_out} {unit} in a row {side} the expected range")
+    elif rule == "trend":
+        n_run = _trailing(np.diff(v) > 0 if high else np.diff(v) < 0) + 1
+        what = f"{n_run} {unit} in a row, each {'higher' if high else 'lower'} than the one before"
+    elif rule == "two_in_three":
         tail = v[-WINDOW:]
-        near = ((tail > last["near_upl"]) & (tail <= last["upl"]) if high
-                else (tail < last["near_lpl"]) & (tail >= last["lpl"]))
+        near = ((tail > chart["near_upl"][last_i]) & (tail <= chart["upl"][last_i]) if high
+                else (tail < chart["near_lpl"][last_i]) & (tail >= chart["lpl"][last_i]))
         what = (f"{int(near.sum())} of the last {WINDOW} {unit} close to the "
                 f"{'upper' if high else 'lower'} limit")
     else:
-        n = _trailing(v > last["mean"] if high else v < last["mean"])
-        what = f"{n} {unit} in a row {side} average"
-    verdict = last["point_type"].removeprefix("special_cause_")
+        n_side = _trailing(v > chart["mean"][last_i] if high else v < chart["mean"][last_i])
+        what = f"{n_side} {unit} in a row {side} average"
+    verdict = str(chart["point_type"][last_i]).removeprefix("special_cause_")
     verdict = verdict if verdict in ("improvement", "concern") else "no preferred direction"
     return f"{measure_label}: {what} ({verdict}){note}"

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -44,7 +44,7 @@ from workbook_templates.contract import TABLE_SHEETS
 from workbook_templates.records import empty_frame
 
 from . import measures as M
-from .spc import RULE_DESCRIPTIONS, describe_signal, xmr
+from .spc import RULE_DESCRIPTIONS, describe_arrays, xmr
 
 MISSING = "not_recorded"
 SITE_COL = "site_code"
@@ -736,6 +736,7 @@ class MeasureResult:
     trial_limits: bool
     rate_values: np.ndarray | None = None
     rate_unit: str | None = None
+    json_lists: dict | None = field(default=None, repr=False)  # to_dict's lists, when worked out for many rows
 
     @property
     def series(self) -> pd.Series:
@@ -788,21 +789,22 @@ class MeasureResult:
             "latest_rule_description": None if rule is None else RULE_DESCRIPTIONS.get(rule),
             "trial_limits": bool(self.trial_limits), "points": int(np.isfinite(self.values).sum()),
             "months": _month_labels(self.months),
-            "values": _jlist(self.values),
-            "spc": {c: _jlist(self.chart[c]) for c in _SPC_JSON},
+            "values": list(self.json_lists["values"]) if self.json_lists else _jlist(self.values),
+            "spc": ({c: list(self.json_lists[c]) for c in _SPC_JSON} if self.json_lists
+                    else {c: _jlist(self.chart[c]) for c in _SPC_JSON}),
             "rate": None if self.rate_values is None else {"unit": self.rate_unit, "per": PER,
                                                            "values": _jlist(self.rate_values)},
         }
 
 
-_LABEL_CACHE: dict[tuple[int, int], list[str]] = {}
+_LABEL_CACHE: dict[tuple, list[str]] = {}
 
 
 def _month_labels(months: pd.DatetimeIndex) -> list[str]:
     """["YYYY-MM", ...] of a month index (cached: every result of a summary shares one index)."""
     if months.empty:
         return []
-    key = (int(_codes_of(months[:1])[0]), len(months))
+    key = (int(months.asi8[0]), str(months.dtype), len(months))  # (no slicing: it costs more than the labels)
     if key not in _LABEL_CACHE:
         if len(_LABEL_CACHE) > 256:
             _LABEL_CACHE.clear()
@@ -833,7 +835,10 @@ def _jlist(arr) -> list:
         out = arr.astype(object)
         out[~np.isfinite(arr)] = None
         return out.tolist()
-    return [x if x is None or isinstance(x, str) else _num(x) for x in arr.tolist()]
+    items = arr.tolist()
+    if all(type(x) is str or x is None for x in items):  # point types and rules: already JSON-ready
+        return items
+    return [x if x is None or isinstance(x, str) else _num(x) for x in items]
 
 
 def _charts(values: np.ndarray, measure: M.Measure, spc_options: Mapping[str, Any] | None):
@@ -873,11 +878,29 @@ def _charts(values: np.ndarray, measure: M.Measure, spc_options: Mapping[str, An
     nonempty = counts > 0
     first_segment[nonempty] = chart["segment"].to_numpy()[starts[nonempty]]
     full_cols["segment"] = full_cols["segment"] - first_segment[:, None]  # numbered within the row
+    arrays = {c: chart[c].to_numpy() for c in _SPC_COLUMNS}
+    lists = {c: _jlist_rows(full_cols[c]) for c in _SPC_JSON}  # to_dict's lists, every row at once
+    lists["values"] = _jlist_rows(values)
     out = []
     for r in range(R):
-        signal = describe_signal(chart.iloc[int(starts[r]):int(ends[r])], measure.label)
-        out.append(({c: full_cols[c][r] for c in _SPC_COLUMNS}, signal))
+        a, b = int(starts[r]), int(ends[r])
+        signal = describe_arrays({c: arrays[c][a:b] for c in _DESCRIBE}, measure.label)
+        out.append(({c: full_cols[c][r] for c in _SPC_COLUMNS}, signal, {c: rows[r] for c, rows in lists.items()}))
     return out
+
+
+def _jlist_rows(matrix: np.ndarray) -> list[list]:
+    """``_jlist`` of every row of a matrix (the same lists, built in one pass)."""
+    matrix = np.asarray(matrix)
+    if matrix.dtype.kind == "f":
+        out = matrix.astype(object)
+        out[~np.isfinite(matrix)] = None
+        return out.tolist()
+    return [_jlist(row) for row in matrix]
+
+
+_DESCRIBE = ("value", "segment", "trial", "rule", "direction", "upl", "lpl", "mean", "near_upl", "near_lpl",
+             "point_type")
 
 
 def _measure_results(measure: M.Measure, months: pd.DatetimeIndex, values: np.ndarray, *,
@@ -886,7 +909,7 @@ def _measure_results(measure: M.Measure, months: pd.DatetimeIndex, values: np.nd
     """One MeasureResult per row of ``values`` (R x M); ``rates`` (R x M) where the row's unit is known."""
     values = np.atleast_2d(np.asarray(values, dtype=float))
     out = []
-    for r, (full, signal) in enumerate(_charts(values, measure, spc_options)):
+    for r, (full, signal, lists) in enumerate(_charts(values, measure, spc_options)):
         v = values[r]
         valid = np.flatnonzero(np.isfinite(v))
         last = int(valid[-1]) if valid.size else None
@@ -897,6 +920,7 @@ def _measure_results(measure: M.Measure, months: pd.DatetimeIndex, values: np.nd
             latest_point_type=None if last is None else str(full["point_type"][last]),
             trial_limits=True if last is None else bool(full["trial"][last]),
             rate_values=None if unit is None else np.asarray(rates[r], dtype=float), rate_unit=unit,
+            json_lists=lists,
         ))
     return out
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ from workbook_templates.rules import RULES_BY_ID
 
 from .checks import CHECKS, FIELDS, Frames, Hit, today_stamp
 from .findings import Finding, make_finding
-from .reader import ReadResult, SheetLayout, default_layout, normalise_frame, read_workbook
+from .reader import FIELDS_BY_KIND, ReadResult, SheetLayout, default_layout, normalise_frame, read_workbook
 
 REF_FIELD = {"incidents": INCIDENTS.ref_field, "actions": ACTIONS.ref_field}
 FINDING_COLUMNS = ["file", "sheet", "cell", "ref", "rule", "severity", "message"]
@@ -63,6 +63,111 @@ def validate_records(records: SiteRecords, *, today: dt.date | None = None, file
         for hit in CHECKS[rule_id](frames):
             findings += _findings(rule_id, hit, frames, layout, file)
     return sort_findings(findings, layout=layout)
+
+
+def validate_results(results: Sequence[ReadResult], *, today: dt.date | None = None) -> list[list[Finding]]:
+    """``validate_result`` of many workbooks at once, one list of findings per result (same order).
+
+    The records of every workbook are stacked (each row keeps its workbook in ``_site``) and
+    every rule runs ONCE over all of them: the checks are vectorised, so 200 sites cost about
+    what one large site costs, not 200 times a small one.  Rules that compare rows (duplicate
+    refs, refs between the log and the actions, exposure months) compare rows of one workbook
+    only, so each list equals what ``validate_result`` gives for that workbook alone.
+    """
+    results = list(results)
+    for result in results:
+        if not result.ok:
+            raise ValueError(f"{result.file} could not be read: {result.error}")
+    if not results:
+        return []
+    layouts = [{**default_layout(), **(r.layout or {})} for r in results]
+    frames = _stacked_frames([r.records for r in results], today)
+    own: list[list[Finding]] = [[] for _ in results]
+    for rule_id in CHECKS:
+        for hit in CHECKS[rule_id](frames):
+            for i, found in _findings_by_site(rule_id, hit, frames, layouts, [r.file for r in results]):
+                own[i] += found
+    return [sort_findings(r.findings + own[i], layout=layouts[i]) for i, r in enumerate(results)]
+
+
+def _stacked_frames(records: Sequence[SiteRecords], today) -> Frames:
+    """The frames of many workbooks as one: each table stacked with ``_site``, the site frame one row each."""
+    def table(kind: str) -> pd.DataFrame:
+        parts = []
+        for i, rec in enumerate(records):
+            frame = getattr(rec, kind)
+            frame = frame if frame is not None else pd.DataFrame()
+            frame = frame.reset_index(drop=True)
+            if "_row" not in frame or frame["_row"].isna().all():
+                frame = frame.assign(_row=pd.array(np.arange(len(frame)) + 2, dtype="Int64"))
+            parts.append(frame.assign(_site=np.full(len(frame), i, dtype=np.int64)))
+        stacked = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        for name in stacked.columns:  # a column only some workbooks have is missing (not "") elsewhere
+            if name.startswith("_raw_") and stacked[name].dtype == object:
+                stacked[name] = stacked[name].astype("str")
+        return _normalised(stacked, kind)
+
+    site = pd.DataFrame([dict(rec.site or {}) for rec in records], dtype=object)
+    site_frame = normalise_frame(site, "site").assign(_site=np.arange(len(records), dtype=np.int64))
+    return Frames(incidents=table("incidents"), actions=table("actions"), site=site_frame,
+                  exposure=table("exposure"), today=today_stamp(today))
+
+
+def _normalised(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """``normalise_frame`` for records the reader normalised already: types are normalised once.
+
+    When every contract column is already of its contract type (text as str, dates, Int64,
+    float64), as the reader leaves them, the frame is taken as it is; otherwise (records built
+    by hand, a table the workbook lacks) it is normalised as ``validate_records`` does.
+    """
+    typed = all(f.name in frame and str(frame[f.name].dtype) == _CONTRACT_DTYPE.get(f.type, "str")
+                for f in FIELDS_BY_KIND[kind])
+    return frame if typed else normalise_frame(frame, kind)
+
+
+_CONTRACT_DTYPE = {"date": "datetime64[us]", "int": "Int64", "number": "float64"}
+
+
+def _findings_by_site(rule_id: str, hit: Hit, frames: Frames, layouts: list[dict[str, SheetLayout]],
+                      files: list[str]) -> list[tuple[int, list[Finding]]]:
+    """``_findings`` of a hit over stacked frames, split by workbook: [(site position, findings)].
+
+    The same findings, in the same order, as ``_findings`` gives for each workbook alone; the
+    flagged rows are gathered once for all sites rather than once per site.
+    """
+    frame = hit.frame if hit.frame is not None else frames.frame(hit.record)
+    mask = hit.mask
+    if mask.dtype == bool and mask.index.equals(frame.index):  # the usual case: one flag per row, no gaps
+        flags = mask.to_numpy()
+    else:
+        flags = mask.reindex(frame.index, fill_value=False).fillna(False).astype(bool).to_numpy()
+    if not flags.any():
+        return []
+    rows = frame[flags]
+    sites = rows["_site"].to_numpy()
+    label = _label(rule_id, hit)
+    values = _values(hit, rows)
+    ref_field = REF_FIELD.get(hit.record)
+    refs = rows[ref_field].tolist() if ref_field and ref_field in rows else [""] * len(rows)
+    excel_rows = rows["_row"].tolist() if "_row" in rows else [None] * len(rows)
+    out: dict[int, list[Finding]] = {}
+    usable: dict[int, SheetLayout | None] = {}
+    for site, row, ref, value in zip(sites.tolist(), excel_rows, refs, values):
+        if site not in usable:
+            sheet_layout = layouts[site][hit.record]
+            ok = sheet_layout.found and (hit.record == "site" or hit.field in sheet_layout.columns)
+            usable[site] = sheet_layout if ok else None  # a missing sheet or column: NM090/NM092 say so
+        sheet_layout = usable[site]
+        if sheet_layout is None:
+            continue
+        if hit.record == "site":
+            cell = sheet_layout.cell(hit.field)
+        else:
+            cell = "" if row is None or pd.isna(row) else sheet_layout.cell(hit.field, int(row))
+        out.setdefault(site, []).append(make_finding(
+            rule_id, file=files[site], sheet=sheet_layout.sheet, cell=cell,
+            ref="" if pd.isna(ref) else str(ref), label=label, value=_display(value)))
+    return list(out.items())
 
 
 def build_frames(records: SiteRecords, today: dt.date | pd.Timestamp | None = None) -> Frames:
