@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import logging
 import posixpath
 import re
 import zipfile
@@ -40,8 +41,11 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 from xml.etree import ElementTree
 
+import fastexcel
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from python_calamine import CalamineWorkbook
 
 from workbook_templates.codelists import CODE_LISTS, RISK_BANDS
@@ -52,6 +56,10 @@ from workbook_templates.contract import (
 from workbook_templates.records import SiteRecords, empty_frame
 
 from .findings import Finding, make_finding
+
+# fastexcel logs a warning for every column with no value at all (it reads it as text, which is
+# what the reader wants); an empty Notes column is no news.
+logging.getLogger("fastexcel.types.dtype").setLevel(logging.ERROR)
 
 # --- limits of the pre-check (security.md); contract LIMITS hold the sheet sizes ------------------
 MAX_FILE_BYTES = 100 * 2**20  # a site log of 50,000 rows is a few MB; anything this big is refused
@@ -127,6 +135,7 @@ class Precheck:
     used: dict[str, tuple[int, int]] = field(default_factory=dict)  # checked sheet -> (rows, columns)
     formulas_without_value: dict[str, list[str]] = field(default_factory=dict)  # sheet -> cell refs
     has_macros: bool = False
+    a1_value: dict[str, bool] = field(default_factory=dict)  # checked sheet -> its first cell is A1, with a value
 
 
 def default_layout() -> dict[str, SheetLayout]:
@@ -196,6 +205,7 @@ def precheck(data: bytes, *, sheets: Iterable[str] | None = None) -> Precheck:
                 if sheet_name is not None:
                     report.used[sheet_name] = _check_sheet_extent(sheet_name, xml)
                     report.formulas_without_value[sheet_name] = _formulas_without_value(xml)
+                    report.a1_value[sheet_name] = _A1_VALUE.search(xml, 0, 200_000) is not None
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
             raise WorkbookError("The file is damaged (a part of it does not read back correctly: "
                                 f"{exc}). Copy it again from the original or save it again in Excel.") from exc
@@ -293,7 +303,9 @@ def _check_no_dtd(name: str, xml: bytes) -> None:
                 break
             except UnicodeDecodeError:
                 continue
-    if _DTD.search(text):
+    found = (_re2_found(text, _RE2_DTD, ignore_case=True) if len(text) > 65_536
+             else b"<!" in text and _DTD.search(text) is not None)
+    if found:
         raise WorkbookError(f"A part of the file ({name}) declares a DOCTYPE or ENTITY, which Excel never writes; "
                             "the file was not opened. Save it again from Excel.")
 
@@ -401,11 +413,48 @@ def _cell_beyond(xml: bytes) -> re.Match | None:
     return found
 
 
-def _row_numbers(xml: bytes) -> list[int]:
+# The same searches for RE2 (pyarrow's regex engine): linear time, run with the GIL released, so a
+# sheet's pre-check in one thread does not hold up the parsing of another workbook in the next.
+# Only whether there is a match is asked; the match itself (for the message) comes from ``re``.
+_WS = r"[\t\n\r\f\x0b ]"  # what ``\s`` means in a bytes pattern
+_RE2_CELL_BEYOND = _WS + r"r" + _WS + r"*=" + _WS + r"*[\"'](?:" + _BEYOND_REF.decode() + r")[\"']"
+_RE2_ROW_BEYOND = (r"<(?:\w+:)?row\b[^>]*" + _WS + r"r" + _WS + r"*=" + _WS + r"*[\"'](?:"
+                   + _beyond(MAX_ROWS, _DECIMAL) + r")[\"']")
+_RE2_DTD = r"<!" + _WS + r"*(?:DOCTYPE|ENTITY)"
+_RE2_NO_VALUE = r"</(?:\w+:)?f>" + _WS + r"*</(?:\w+:)?c>|<(?:\w+:)?f\b[^>]*/>" + _WS + r"*</(?:\w+:)?c>"
+
+
+def _as_arrow(xml: bytes) -> pa.Array:
+    offsets = pa.py_buffer(np.array([0, len(xml)], dtype=np.int64).tobytes())
+    return pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(xml)])  # no copy
+
+
+def _re2_found(xml: bytes, pattern: str, *, ignore_case: bool = False) -> bool:
+    """Whether ``pattern`` (RE2 syntax) matches anywhere in ``xml``; the GIL is released meanwhile."""
+    return bool(pc.match_substring_regex(_as_arrow(xml), pattern, ignore_case=ignore_case)[0].as_py())
+
+
+def _far_cell(xml: bytes) -> re.Match | None:
+    """The first cell reference beyond the limits, however it is written (one RE2 scan when there is none)."""
+    if not _re2_found(xml, _RE2_CELL_BEYOND, ignore_case=True):
+        return None
+    return _cell_beyond(xml) or _CELL_BEYOND.search(xml)
+
+
+def _last_row_number(xml: bytes, written: int) -> int:
+    at = xml.rfind(b'<row r="')
+    last = _ROW_REF_FAST.match(xml, at) if at >= 0 else None
+    if last is None:
+        return max(_row_numbers(xml, written), default=0)
+    return int(last.group(1))
+
+
+def _row_numbers(xml: bytes, written: int | None = None) -> list[int]:
+    """Every row number of a sheet; ``written`` is ``xml.count(b"<row")`` when already counted."""
     found = _ROW_REF_FAST.findall(xml)
-    if len(found) != xml.count(b"<row") or b":row" in xml:
+    if len(found) != (xml.count(b"<row") if written is None else written) or b":row" in xml:
         found = _ROW_REF.findall(xml)
-    return [int(r) for r in found]
+    return list(map(int, found))
 
 
 def _check_sheet_extent(sheet: str, xml: bytes) -> tuple[int, int]:
@@ -416,7 +465,9 @@ def _check_sheet_extent(sheet: str, xml: bytes) -> tuple[int, int]:
     """
     rows = cols = 0
     far = ""
-    match = _DIMENSION.search(xml)
+    match = _DIMENSION.search(xml, 0, 65_536)  # it comes before the cells; anywhere else is looked for too
+    if match is None and b"dimension" in xml:
+        match = _DIMENSION.search(xml)
     if match:
         for corner in match.group(1).decode("ascii", "replace").split(":"):
             a1 = _A1.match(corner.strip())
@@ -425,12 +476,16 @@ def _check_sheet_extent(sheet: str, xml: bytes) -> tuple[int, int]:
                 rows = max(rows, int(a1.group(2)))
     if rows > MAX_ROWS or cols > MAX_COLUMNS:
         far = match.group(1).decode("ascii", "replace").split(":")[-1]
-    cell = _cell_beyond(xml)
+    cell = _far_cell(xml)
     if cell and not far:
         far = cell.group(1).decode("ascii", "replace").upper()
-    row_numbers = _row_numbers(xml)
-    rows = max([rows, *row_numbers]) if row_numbers else rows
-    written = xml.count(b"<row") + (xml.count(b":row ") if b":row " in xml else 0)
+    written = xml.count(b"<row")  # (bytes.count is faster here than counting in Arrow, GIL or not)
+    if _re2_found(xml, _RE2_ROW_BEYOND):  # a row number beyond the limit: all of them, for the message
+        row_numbers = _row_numbers(xml, written)
+        rows = max(rows, max(row_numbers)) if row_numbers else rows
+    else:  # rows come in order (Excel refuses a sheet whose rows do not), so the last is the largest
+        rows = max(rows, _last_row_number(xml, written))
+    written += xml.count(b":row ") if b":row " in xml else 0
     if not far and (rows > MAX_ROWS or written > MAX_ROWS):
         far = f"row {max(rows, written):,}"
     if far:
@@ -442,6 +497,10 @@ def _check_sheet_extent(sheet: str, xml: bytes) -> tuple[int, int]:
     return rows, cols
 
 
+# The sheet's first row is row 1 and its first cell A1, holding a value (as the builder and Excel write
+# a header row): then the parsed range starts at A1 and column letters can be counted from A.
+_A1_VALUE = re.compile(rb'<sheetData>\s*<row r="1"[^>]*>\s*<c r="A1"(?: [^>]*)?>\s*<(?:v|is)>')
+
 _CELL_START = re.compile(rb"<(?:\w+:)?c\b[^>]*?\sr\s*=\s*[\"']([A-Za-z]{1,4}\d{1,8})[\"'][^>]*>")
 # A formula element closed and straight away the cell: no <v> saved result.
 _NO_VALUE = re.compile(rb"</f>\s*</c>|<f\b[^>]*/>\s*</c>")
@@ -450,6 +509,8 @@ _NO_VALUE_PREFIXED = re.compile(rb"</\w+:f>\s*</\w+:c>|<\w+:f\b[^>]*/>\s*</\w+:c
 
 def _formulas_without_value(xml: bytes) -> list[str]:
     """Cells holding a formula with no saved result (no <v> at all), e.g. written by a script, never opened."""
+    if not _re2_found(xml, _RE2_NO_VALUE):  # the usual case: every formula has its saved result
+        return []
     pattern = _NO_VALUE_PREFIXED if b":f>" in xml and b"</f>" not in xml else _NO_VALUE
     out: list[str] = []
     for match in pattern.finditer(xml):
@@ -476,12 +537,11 @@ def read_workbook(source: str | Path | bytes | bytearray | BinaryIO, *, name: st
     present = {want: by_norm.get(_norm(want)) for want in READ_SHEETS}
     if not any(present.values()):
         raise WorkbookError(NOT_A_LOG)
-    try:
-        workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))
-    except Exception as exc:  # calamine raises its own error types, all with a reason
-        raise WorkbookError(f"The workbook cannot be read ({exc}). Open it in Excel and save it again.") from exc
+    books = _Books(data)
 
-    result = ReadResult(file=file, records=SiteRecords(), layout=default_layout())
+    # Records are filled in below; a sheet the workbook lacks keeps an empty frame (made only then).
+    result = ReadResult(file=file, records=SiteRecords(site={}, incidents=None, actions=None, exposure=None),
+                        layout=default_layout())
     if report.has_macros:
         result.findings.append(make_finding("NM094", file=file))
     for want in READ_SHEETS:
@@ -496,8 +556,10 @@ def read_workbook(source: str | Path | bytes | bytearray | BinaryIO, *, name: st
             actual = present[sheet.sheet]
             if actual is None:
                 continue
-            grid = _sheet_rows(workbook, actual)
-            frame, layout, findings = _read_table(grid, sheet, actual, file)
+            fast = _read_table_fast(books, sheet, actual, file) if report.a1_value.get(actual) else None
+            if fast is None:
+                fast = _read_table(_sheet_rows(books.calamine(), actual), sheet, actual, file)
+            frame, layout, findings = fast
             findings += _formula_findings(report.formulas_without_value.get(actual, []), frame, layout, sheet, file)
             setattr(result.records, key, frame)
             result.layout[key] = layout
@@ -505,7 +567,7 @@ def read_workbook(source: str | Path | bytes | bytearray | BinaryIO, *, name: st
 
         actual = present[SITE_SHEET]
         if actual is not None:
-            grid = _sheet_rows(workbook, actual)
+            grid = _sheet_rows(books.calamine(), actual)
             site, site_layout, exposure, exposure_layout, findings = _read_site(grid, actual, file)
             findings += _site_formula_findings(report.formulas_without_value.get(actual, []), site_layout,
                                                exposure_layout, file)
@@ -515,7 +577,10 @@ def read_workbook(source: str | Path | bytes | bytearray | BinaryIO, *, name: st
             result.layout["exposure"] = exposure_layout
             result.findings += findings
     finally:
-        workbook.close()
+        books.close()
+    for kind in ("incidents", "actions", "exposure"):
+        if getattr(result.records, kind) is None:
+            setattr(result.records, kind, empty_frame(kind))
     return result
 
 
@@ -573,6 +638,217 @@ def _sheet_rows(workbook: CalamineWorkbook, sheet: str) -> list[list]:
     except Exception as exc:
         raise WorkbookError(f"Sheet '{sheet}' cannot be read ({exc}). Open the workbook in Excel and save it "
                             "again.") from exc
+
+
+class _Books:
+    """The parsers of one workbook, each opened on first use: fastexcel for the tables, calamine otherwise."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._fast = None
+        self._calamine = None
+
+    def fast(self):  # noqa: ANN201 - fastexcel.ExcelReader
+        if self._fast is None:
+            try:
+                self._fast = fastexcel.read_excel(self.data)
+            except Exception as exc:  # fastexcel raises its own error types, all with a reason
+                raise WorkbookError(f"The workbook cannot be read ({exc}). Open it in Excel and save it "
+                                    "again.") from exc
+        return self._fast
+
+    def calamine(self) -> CalamineWorkbook:
+        if self._calamine is None:
+            try:
+                self._calamine = CalamineWorkbook.from_filelike(io.BytesIO(self.data))
+            except Exception as exc:  # calamine raises its own error types, all with a reason
+                raise WorkbookError(f"The workbook cannot be read ({exc}). Open it in Excel and save it "
+                                    "again.") from exc
+        return self._calamine
+
+    def close(self) -> None:
+        if self._calamine is not None:
+            self._calamine.close()
+        self._fast = self._calamine = None
+
+
+# Field types whose column the fast path takes as Arrow gives it, by Arrow type; any other pairing
+# (a date typed in a text column, a number in a date column...) goes through the general reader.
+_TEXT_TYPES = ("text", "longtext", "ref", "refs", "code")
+_FAST_KINDS = {
+    "text": ("string", "null"), "longtext": ("string", "null"), "ref": ("string", "null"),
+    "refs": ("string", "null"), "code": ("string", "null"),
+    "date": ("timestamp", "string", "null"), "time": ("timestamp", "string", "null"),
+    "int": ("double", "string", "null"), "number": ("double", "string", "null"),
+}
+# Excel dates before March 1900 (its leap-year bug) and time-only values read differently by the two
+# parsers; such a column goes through the general reader.
+_FAST_FIRST_DATE = pa.scalar(dt.datetime(1900, 3, 1), pa.timestamp("ms"))
+_FAST_LAST_DATE = pa.scalar(dt.datetime(2199, 12, 31, 23, 59, 59, 999000), pa.timestamp("ms"))
+_STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' "str"
+_ARROW_TO_PANDAS = {pa.string(): _STR_DTYPE, pa.large_string(): _STR_DTYPE}.get
+_ARROW_STR_ARRAY = _STR_DTYPE.construct_array_type()
+
+
+def _arrow_kind(arrow_type: pa.DataType) -> str:
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "string"
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamp"
+    if pa.types.is_floating(arrow_type):
+        return "double"
+    if pa.types.is_null(arrow_type):
+        return "null"
+    return str(arrow_type)
+
+
+def _read_table_fast(books: _Books, sheet, actual: str, file: str):  # noqa: ANN202
+    """A table sheet through fastexcel (Rust, into Arrow, GIL released), or None for the general reader.
+
+    Taken only for the layout the builder writes and Excel keeps: the header in row 1 from A1,
+    every header a known label or field name (once each), and every input column of one type
+    (text, dates, numbers) or empty.  The result is what :func:`_read_table` gives for the same
+    sheet: the same frame (column order, dtypes, ``_row``, ``_raw_*``), layout and findings.
+    """
+    lookup = _header_lookup(sheet.fields)
+    chosen: dict[int, Field] = {}
+    seen: dict[str, int] = {}  # every field found -> its column (derived ones too, as the layout has them)
+    usable = True
+
+    def select(column) -> bool:  # noqa: ANN001 - fastexcel.ColumnInfo
+        nonlocal usable
+        f = lookup.get(_norm(column.name))
+        if f is None or f.name in seen:  # unknown, unnamed or repeated heading: NM091 needs the general reader
+            usable = False
+            return False
+        seen[f.name] = column.index
+        if f.type == "derived":
+            return False
+        chosen[column.index] = f
+        return True
+
+    try:
+        batch = books.fast().load_sheet(actual, header_row=0, skip_rows=0, schema_sample_rows=None,
+                                        dtype_coercion="strict", use_columns=select, eager=True)
+    except WorkbookError:
+        raise
+    except Exception:  # noqa: BLE001 - mixed types in a column, or anything else: the general reader decides
+        return None
+    if not usable or batch.num_columns != len(chosen):
+        return None
+    fields = [chosen[j] for j in sorted(chosen)]
+    columns = dict(sorted(seen.items(), key=lambda item: item[1]))
+    arrays: dict[str, pa.Array] = {}
+    nonblank = np.zeros(batch.num_rows, dtype=bool)
+    for f, array in zip(fields, batch.columns):
+        kind = _arrow_kind(array.type)
+        if kind not in _FAST_KINDS.get(f.type, ()):
+            return None
+        if kind == "timestamp":
+            if f.type == "date" and pc.any(pc.or_(pc.less(array, _FAST_FIRST_DATE),
+                                                  pc.greater(array, _FAST_LAST_DATE))).as_py():
+                return None
+        elif kind == "string":
+            trimmed = pc.utf8_trim_whitespace(array)
+            empty = pc.equal(trimmed, "")
+            # A cell holding only spaces is empty; text is stripped (codes and text) or kept as typed.
+            array = pc.if_else(empty, pa.scalar(None, array.type), trimmed if f.type in _TEXT_TYPES else array)
+        elif kind == "null":
+            continue
+        nonblank |= pc.is_valid(array).to_numpy(zero_copy_only=False)
+        arrays[f.name] = array
+    keep = np.flatnonzero(nonblank)
+    if keep.size < batch.num_rows:
+        take = pa.array(keep)
+        arrays = {name: array.take(take) for name, array in arrays.items()}
+    index = pd.Index(keep, dtype="int64") if keep.size < batch.num_rows else pd.RangeIndex(batch.num_rows)
+    frame = _normalise_arrow(arrays, sheet.input_fields, index, sheet.key)
+
+    findings = [make_finding("NM092", file=file, sheet=actual, label=f.label, value=actual)
+                for f in sheet.input_fields if f.name not in columns]
+    layout = SheetLayout(actual, {name: column_letter(j) for name, j in columns.items()}, header_row=1)
+    return frame, layout, findings
+
+
+def _normalise_arrow(arrays: dict[str, pa.Array], fields: list[Field], index: pd.Index, kind: str) -> pd.DataFrame:
+    """``normalise_frame`` of the fast path's columns (blank cells already null, text stripped).
+
+    Text, codes, Excel dates and times, and numbers are typed in Arrow and turned into pandas in
+    one step; text that must be parsed (dates, times or numbers typed as text) and numbers that
+    are not whole where a whole number is due go through the same functions as the general reader.
+    """
+    n = len(index)
+    typed: dict[str, pa.Array] = {}  # in the frame's column order
+    parsed: dict[str, pd.Series] = {}  # columns typed by pandas, and their _raw_ columns
+    for f in fields:
+        array = arrays.get(f.name)
+        if array is None:  # no column, or not one value in it
+            typed[f.name] = pa.nulls(n, _EMPTY_ARROW[f.type])
+            continue
+        kind = _arrow_kind(array.type)
+        if f.type in _TEXT_TYPES:
+            typed[f.name] = _arrow_codes(array, CODE_LISTS[f.codes]) if f.type == "code" else array
+            continue
+        if kind == "timestamp" and f.type == "date":
+            typed[f.name] = pc.floor_temporal(array, unit="day").cast(pa.timestamp("us"))
+            continue
+        if kind == "timestamp":  # a time
+            typed[f.name] = pc.strftime(array, format="%H:%M")
+            continue
+        if kind == "double" and f.type == "number":
+            typed[f.name] = array
+            continue
+        if kind == "double" and _whole_numbers(array):
+            typed[f.name] = array.cast(pa.int64())
+            continue
+        if kind == "double":
+            column = pd.Series(array.to_numpy(zero_copy_only=False), index=index)
+        else:  # text to parse: as the general reader hands it over, missing cells as NaN
+            column = pd.Series(array.to_numpy(zero_copy_only=False), index=index, dtype=object)
+            column = column.where(column.notna(), np.nan)
+        values, bad = normalise_column(column, f)
+        typed[f.name] = None  # placeholder: keeps the column's place
+        parsed[f.name] = values
+        if bad is not None and bad.notna().any():
+            typed[f"_raw_{f.name}"] = None
+            parsed[f"_raw_{f.name}"] = bad.astype("str")
+    typed["_row"] = pa.array(np.asarray(index, dtype=np.int64) + 2)
+    arrow = {name: array for name, array in typed.items() if array is not None}
+    frame = pa.table(arrow).to_pandas(types_mapper=_ARROW_PANDAS_TYPES.get)
+    frame.index = index
+    if parsed:
+        for name, values in parsed.items():
+            frame[name] = values
+        frame = frame[list(typed)]
+    return frame
+
+
+_EMPTY_ARROW = {"date": pa.timestamp("us"), "int": pa.int64(), "number": pa.float64(), "time": pa.string()}
+_EMPTY_ARROW.update({t: pa.string() for t in _TEXT_TYPES})
+_ARROW_PANDAS_TYPES = {pa.string(): _STR_DTYPE, pa.large_string(): _STR_DTYPE, pa.int64(): pd.Int64Dtype()}
+
+
+def _whole_numbers(array: pa.Array) -> bool:
+    """Every number is whole and exact as Int64 (so ``parse_numbers`` would find nothing to report)."""
+    valid = array.drop_null()
+    if not len(valid):
+        return True
+    big = pc.max(pc.abs(valid)).as_py()
+    return big is not None and big < 2**53 and pc.all(pc.equal(valid, pc.floor(valid))).as_py()
+
+
+def _arrow_codes(array: pa.Array, codes) -> pa.Array:  # noqa: ANN001
+    """``match_codes`` in Arrow: a code in its list's own spelling, or the text as typed."""
+    allowed = pa.array(list(codes), pa.string())
+    listed = pc.is_in(array, value_set=allowed)
+    if pc.all(pc.or_kleene(listed, pc.is_null(array))).as_py() is not False:
+        return array
+    others = pc.unique(array.filter(pc.invert(listed)))
+    folded = {code.casefold(): code for code in codes}
+    mapped = pa.array([None if x is None else folded.get(x.casefold(), x) for x in others.to_pylist()],
+                      pa.string())
+    at = pc.index_in(array, value_set=others)
+    return pc.if_else(pc.is_null(at), array, pc.take(mapped, at))
 
 
 def _norm(text: object) -> str:
@@ -681,12 +957,21 @@ def _read_site(grid: list[list], actual: str, file: str):
         f = lookup.get(_norm(key)) if isinstance(key, str) else None
         if f is not None and f.name not in rows:
             rows[f.name] = i + 1
-    one = pd.DataFrame({name: [values[r - 1]] for name, r in rows.items()}, dtype=object)
-    typed = normalise_frame(one, "site", fields=SITE_FIELDS)
+    found = {name: values[r - 1] for name, r in rows.items()}
+    scalar = {f.name: _site_value(found.get(f.name), f) for f in SITE_FIELDS}
+    others = [f for f in SITE_FIELDS if scalar[f.name] is None]
+    typed = (normalise_frame(pd.DataFrame({f.name: [found.get(f.name)] for f in others}, dtype=object), "site",
+                             fields=others) if others else None)
     for f in SITE_FIELDS:
+        raw_col = f"_raw_{f.name}"
+        if scalar[f.name] is not None:
+            value, raw = scalar[f.name]
+            site[f.name] = value
+            if raw is not None:
+                site[raw_col] = raw
+            continue
         value = typed[f.name].iloc[0] if f.name in typed else None
         site[f.name] = None if _is_missing(value) else _python_value(value)
-        raw_col = f"_raw_{f.name}"
         if raw_col in typed and not _is_missing(typed[raw_col].iloc[0]):
             site[raw_col] = typed[raw_col].iloc[0]
     site_layout = SheetLayout(actual, {name: "B" for name in rows}, header_row=1, rows=rows)
@@ -719,6 +1004,35 @@ def _read_site(grid: list[list], actual: str, file: str):
     return site, site_layout, exposure, exposure_layout, findings
 
 
+_NOT_WHITE_SPACE = ("\x1c", "\x1d", "\x1e", "\x1f")  # str.strip() removes them, Arrow (and to_text) keeps them
+
+
+def _site_value(value: object, f: Field) -> tuple[object, str | None] | None:
+    """(value, raw text) of one Site sheet cell as ``normalise_frame`` types it, for the plain cases.
+
+    Text in a text or code field, a number in a number field, an empty cell; None for anything
+    else, which then goes through ``normalise_frame`` itself.
+    """
+    if value is None:
+        return None, None
+    if type(value) is str:
+        if any(c in value for c in _NOT_WHITE_SPACE):
+            return None
+        text = value.strip()
+        if not text:
+            return None, None
+        if f.type not in _TEXT_TYPES:
+            return None
+        if f.type == "code":
+            text = {code.casefold(): code for code in CODE_LISTS[f.codes]}.get(text.casefold(), text)
+        return text, None
+    if type(value) is float and f.type in ("int", "number") and abs(value) < 2**53:  # finite, exact as Int64
+        if f.type == "number":
+            return value, None
+        return (int(value), None) if value.is_integer() else (None, _scalar_text(value))
+    return None
+
+
 # --- normalising values ----------------------------------------------------------------------------
 
 FIELDS_BY_KIND = {
@@ -740,23 +1054,25 @@ def normalise_frame(frame: pd.DataFrame, kind: str, *, fields: Iterable[Field] |
     as they are (``_row``, ``_raw_*``); missing contract columns are added, empty.
     """
     fields = list(fields if fields is not None else FIELDS_BY_KIND[kind])
-    out = pd.DataFrame(index=frame.index)
+    data: dict[str, pd.Series] = {}
     for f in fields:
         column = frame[f.name] if f.name in frame else pd.Series(None, index=frame.index, dtype=object)
         values, bad = normalise_column(column, f)
-        out[f.name] = values
+        data[f.name] = values
         raw_name = f"_raw_{f.name}"
         previous = frame[raw_name] if raw_name in frame else None
         if previous is not None:
             bad = bad.fillna(previous) if bad is not None else previous
         if bad is not None and bad.notna().any():
-            out[raw_name] = bad.astype("str")
+            data[raw_name] = bad.astype("str")
     for name in frame.columns:
-        if name not in out:
-            out[name] = frame[name]
-    if "_row" in out:
-        out["_row"] = pd.to_numeric(out["_row"], errors="coerce").astype("Int64")
-    return out
+        if name not in data:
+            data[name] = frame[name]
+    if "_row" in data:
+        data["_row"] = pd.to_numeric(data["_row"], errors="coerce").astype("Int64")
+    if not data:
+        return pd.DataFrame(index=frame.index)
+    return pd.DataFrame(data, index=frame.index, copy=False)
 
 
 def normalise_column(column: pd.Series, f: Field) -> tuple[pd.Series, pd.Series | None]:
@@ -772,10 +1088,34 @@ def normalise_column(column: pd.Series, f: Field) -> tuple[pd.Series, pd.Series 
         return parse_numbers(column, integer=True)
     if f.type == "number":
         return parse_numbers(column, integer=False)
+    if _is_arrow_text(column):  # fast path: text already in pandas' Arrow-backed str, as the reader gives it
+        text = _arrow_text(column)
+        if f.type == "code":
+            return _series_like(_arrow_codes(text, CODE_LISTS[f.codes]), column), None
+        return _series_like(text, column), None
     text = to_text(column)
     if f.type == "code":
         return match_codes(text, f.codes), None
     return text, None
+
+
+def _is_arrow_text(column: pd.Series) -> bool:
+    return column.dtype == _STR_DTYPE and isinstance(getattr(column.array, "_pa_array", None), pa.ChunkedArray)
+
+
+def _arrow_text(column: pd.Series) -> pa.ChunkedArray:
+    """The column's text stripped, with empty text as missing (``to_text`` of a str column, in Arrow)."""
+    trimmed = pc.utf8_trim_whitespace(column.array._pa_array)
+    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, trimmed.type), trimmed)
+
+
+def _series_like(values: pa.ChunkedArray | pa.Array, like: pd.Series) -> pd.Series:
+    """Arrow text as a pandas str Series on ``like``'s index."""
+    if isinstance(values, pa.Array):
+        values = pa.chunked_array([values], type=values.type)
+    if values.type != pa.large_string() and values.type != pa.string():
+        values = values.cast(pa.large_string())
+    return pd.Series(_ARROW_STR_ARRAY(values, dtype=_STR_DTYPE), index=like.index, copy=False)
 
 
 def _kind(column: pd.Series) -> str:
@@ -836,6 +1176,9 @@ def parse_dates(column: pd.Series) -> tuple[pd.Series, pd.Series | None]:
     (2026-04-03) and UK day-first text (03/04/2026, 3.4.26, 3-4-2026 = 3 April; 3 April 2026;
     3-Apr-26).  Dates outside 1900-2199 are not dates.
     """
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind == "M":  # fast path: already dates
+        days = column.to_numpy().astype("datetime64[D]")  # floor to the day, NaT kept
+        return pd.Series(days.astype(DATE_DTYPE), index=column.index, name=column.name), None
     if pd.api.types.is_datetime64_any_dtype(column.dtype):
         values = pd.to_datetime(column).astype(DATE_DTYPE).dt.normalize()
         return values, None
@@ -924,6 +1267,10 @@ def parse_times(column: pd.Series) -> tuple[pd.Series, pd.Series | None]:
     Accepts Excel times (calamine gives time/datetime), day fractions (0.5 = 12:00), and text
     such as 14:05, 14.05, 1405, 2:05 pm.
     """
+    if _is_arrow_text(column):  # fast path: times already written HH:MM (as normalised records hold them)
+        text = _arrow_text(column)
+        if pc.all(pc.match_substring_regex(text, r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$")).as_py() is not False:
+            return _series_like(text, column), None
     column = column.astype(object)
     out = pd.Series(None, index=column.index, dtype=object)
     bad = pd.Series(None, index=column.index, dtype=object)
@@ -971,6 +1318,8 @@ def parse_numbers(column: pd.Series, *, integer: bool) -> tuple[pd.Series, pd.Se
     1.0 reads as 1; 2.5 is not a whole number; text "3" or "1,055" reads as a number.
     """
     dtype = "Int64" if integer else "float64"
+    if str(column.dtype) == dtype:  # fast path: already typed (a normalised column)
+        return column, None
     if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
         values = column.astype(float)
         if not integer:
@@ -1003,26 +1352,37 @@ def parse_numbers(column: pd.Series, *, integer: bool) -> tuple[pd.Series, pd.Se
 
 def _empty_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """True where a raw cell is empty: missing, "" or only spaces."""
-    out = frame.isna() | frame.eq("")
+    out = {}
     for name in frame.columns:
         column = frame[name]
+        empty = np.array(column.isna(), dtype=bool)
         if column.dtype == object:
-            try:
-                spaces = column.str.strip().eq("")
-            except AttributeError:  # no text in the column at all
-                continue
-            out[name] = out[name] | spaces.fillna(False).astype(bool)
-    return out
+            values = column.to_numpy()
+            empty |= np.fromiter((isinstance(v, str) and not v.strip() for v in values), dtype=bool,
+                                 count=len(values))
+        else:
+            empty |= np.array(column.eq(""), dtype=bool)
+        out[name] = empty
+    return pd.DataFrame(out, index=frame.index, columns=frame.columns)
 
 
 def _drop_blank_rows(raw: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """Rows with something in at least one contract column, their empty cells made missing."""
     if not names:
         return raw.iloc[0:0]
-    empty = _empty_cells(raw[names])
+    empty = _empty_cells(raw[names]).to_numpy(dtype=bool)
     keep = ~empty.all(axis=1)
     raw = raw[keep].copy()
-    raw[names] = raw[names].mask(empty[keep])
+    empty = empty[keep]
+    for j, name in enumerate(names):
+        if empty[:, j].any():
+            column = raw[name]
+            if column.dtype == object:
+                values = column.to_numpy(dtype=object, copy=True)
+                values[empty[:, j]] = np.nan
+                raw[name] = values
+            else:
+                raw[name] = column.mask(pd.Series(empty[:, j], index=raw.index))
     return raw
 
 
