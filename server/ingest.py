@@ -30,6 +30,7 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -123,7 +124,7 @@ def read_and_validate(data: bytes, *, name: str, today: dt.date | None = None) -
     Raises :class:`NotAWorkbook` with the reader's message when it cannot be read.
     """
     from addin.reader import WorkbookError, read_workbook
-    from addin.validate import validate_result
+    from addin.validate import validate_results
 
     try:
         result = read_workbook(data, name=name)
@@ -131,7 +132,7 @@ def read_and_validate(data: bytes, *, name: str, today: dt.date | None = None) -
         raise NotAWorkbook(str(exc)) from exc
     records = result.records
     # The reader's structural findings and every rule's, pointing at the cells the reader found.
-    findings = list(validate_result(result, today=today))
+    findings = list(validate_results([result], today=today)[0])  # the records as read: typed once
     parsed = Parsed(
         site=normalise_row(records.site, SITE_FIELDS),
         incidents=normalise_frame(records.incidents, INCIDENTS.fields),
@@ -144,13 +145,52 @@ def read_and_validate(data: bytes, *, name: str, today: dt.date | None = None) -
 
 
 def normalise_frame(frame: pd.DataFrame, fields: tuple[Field, ...]) -> list[dict[str, Any]]:
-    """The frame's rows as dicts of the stored fields (plain Python values), ``raw_values`` and ``excel_row``."""
+    """The frame's rows as dicts of the stored fields (plain Python values), ``raw_values`` and ``excel_row``.
+
+    The same values as :func:`normalise_row` of each record, worked out a column at a time.
+    """
+    n = len(frame)
+    stored = stored_fields(fields)
+    columns = {f.name: _column_values(frame[f.name] if f.name in frame else None, f.type, n) for f in stored}
+    raws = {f.name: [None if is_blank(v) else to_text(v) for v in frame[f"_raw_{f.name}"].tolist()]
+            for f in stored if f"_raw_{f.name}" in frame}
+    excel_rows = _column_values(frame["_row"] if "_row" in frame else None, "int", n)
+    names = list(columns)
     rows = []
-    for record in frame.to_dict("records"):
-        row = normalise_row(record, fields)
-        row["excel_row"] = to_int(record.get("_row"))
+    for i, values in enumerate(zip(*columns.values()) if names else ([] for _ in range(n))):
+        row = dict(zip(names, values))
+        raw = {name: texts[i] for name, texts in raws.items() if texts[i] is not None}
+        row["raw_values"] = raw or None
+        row["excel_row"] = excel_rows[i]
         rows.append(row)
     return rows
+
+
+def _column_values(column: pd.Series | None, kind: str, n: int) -> list[Any]:
+    """``normalise_value`` of every cell of a column: vectorised for the reader's own dtypes, else cell by cell."""
+    if column is None:
+        return [None] * n
+    dtype = str(column.dtype)
+    if kind == "date" and dtype.startswith("datetime64[") and column.dt.tz is None:
+        missing = column.isna().to_numpy()
+        return [None if m else d for m, d in zip(missing, column.dt.date.tolist())]
+    if kind == "int" and dtype == "Int64":
+        return [None if v is pd.NA or not (INT_MIN <= v <= INT_MAX) else int(v)
+                for v in column.astype(object).tolist()]
+    if kind == "number" and dtype == "float64":
+        values = column.to_numpy()
+        finite = np.isfinite(values)
+        return [float(v) if ok else None for v, ok in zip(values.tolist(), finite.tolist())]
+    if kind not in ("date", "int", "number") and dtype == "str":  # text, codes, refs and "HH:MM" times
+        out = []
+        for v in column.tolist():
+            if v is None or v != v:  # missing (NaN)
+                out.append(None)
+            else:
+                text = v.replace("\x00", "")  # PostgreSQL text cannot hold NUL
+                out.append(text if text.strip() else None)
+        return out
+    return [normalise_value(v, kind) for v in column.tolist()]
 
 
 def normalise_row(values: dict, fields: tuple[Field, ...]) -> dict[str, Any]:
@@ -466,11 +506,11 @@ def _store(session: Session, site_id: int, parsed: Parsed, *, sha: str, size: in
     keys = {"submission_id": submission.id, "site_id": site_id}
     for model, rows in ((Incident, parsed.incidents), (Action, parsed.actions),
                         (ExposureMonth, parsed.exposure)):
-        if rows:
-            session.execute(insert(model), [{**row, **keys} for row in rows])
+        if rows:  # Core insert of the table: one executemany (the ORM's bulk path ran one per row here)
+            session.execute(insert(model.__table__), [{**row, **keys} for row in rows])
     session.add(SiteSheet(submission_id=submission.id, **parsed.site))
     if parsed.findings:
-        session.execute(insert(FindingRow), [
+        session.execute(insert(FindingRow.__table__), [
             {"submission_id": submission.id, "sheet": f.sheet[:100], "cell": f.cell[:20], "ref": f.ref or "",
              "rule": f.rule[:20], "severity": f.severity[:10], "message": f.message}
             for f in parsed.findings])
