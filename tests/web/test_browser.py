@@ -6,6 +6,7 @@ import re
 
 import openpyxl
 import pytest
+from playwright.sync_api import expect
 
 from server.summary import Scope, get_summary, today_for
 from server.db import get_db
@@ -40,6 +41,7 @@ def test_site_manager_logs_in_uploads_two_workbooks_and_downloads_a_checked_copy
     assert "No workbook has been received from this site yet." in page.content()
 
     page.get_by_role("link", name="Send workbooks").click()
+    page.wait_for_url(f"{live.url}/upload")
     dropped = page.evaluate_handle("""() => {
         const files = new DataTransfer();
         files.items.add(new File(["x"], "dropped.xlsx"));
@@ -50,7 +52,7 @@ def test_site_manager_logs_in_uploads_two_workbooks_and_downloads_a_checked_copy
     assert page.locator("#chosen li").count() == 2  # the page lists what was chosen
     page.get_by_role("button", name="Check and send").click()
     results = page.locator("article.result")
-    assert results.count() == 2
+    expect(results).to_have_count(2, timeout=30_000)  # waits for the answer page: click() returns once the post is sent
     oak, elm = results.nth(0), results.nth(1)
     assert oak.locator("h3").inner_text() == "oak-log.xlsx"
     assert "Stored as OAK's current log" in oak.inner_text()
