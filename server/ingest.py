@@ -15,15 +15,21 @@ locks the site's row, so two uploads for one site are stored one after the other
 
 The original bytes are kept under ``instance/uploads`` under a generated name (the user's
 file name is metadata only), written to a temporary name first and renamed after the commit.
+While an ingest owns its ``.<stored_name>.part`` file it holds an exclusive ``flock`` on it;
+:mod:`server.recovery` (run at start-up) finishes or removes only unlocked ones, the leftovers
+of a process that was killed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import math
 import os
+import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from numbers import Integral, Real
@@ -452,29 +458,31 @@ def submit(db: Database, *, data: bytes, original_name: str, upload_folder: str 
 
     folder = Path(upload_folder)
     folder.mkdir(parents=True, exist_ok=True)
-    stored_name = f"{uuid.uuid4().hex}.xlsx"
-    temporary = folder / f".{stored_name}.part"
-    final = folder / stored_name
-    _write_private(temporary, data)
-    try:
-        with write_session(db) as session:
-            result = _store(session, site.id, parsed, sha=sha, size=len(data), original_name=original_name,
-                            stored_name=stored_name, who=who, token_id=token_id, user_id=user_id)
-    except IntegrityError:
-        # Another upload of the same rows committed first (UNIQUE site + content hash).
-        temporary.unlink(missing_ok=True)
-        existing = _existing(db, site.id, content_sha256=parsed.content_sha256)
-        if existing is None:
+    stored_name, temporary, lock = _write_part(folder, data)
+    try:  # the flock on the .part file is held until it is renamed or removed (os.close below)
+        try:
+            with write_session(db) as session:
+                result = _store(session, site.id, parsed, sha=sha, size=len(data), original_name=original_name,
+                                stored_name=stored_name, who=who, token_id=token_id, user_id=user_id)
+                _test_pause("in_transaction")
+        except IntegrityError:
+            # Another upload of the same rows committed first (UNIQUE site + content hash).
+            temporary.unlink(missing_ok=True)
+            existing = _existing(db, site.id, content_sha256=parsed.content_sha256)
+            if existing is None:
+                raise
+            return _duplicate(db, existing, who=who, file_sha256=sha, via="content")
+        except BaseException:
+            temporary.unlink(missing_ok=True)
             raise
-        return _duplicate(db, existing, who=who, file_sha256=sha, via="content")
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    if isinstance(result, Submission):
-        os.replace(temporary, final)
-        return IngestResult(submission=result, duplicate=False,
-                            findings=[f.to_dict() for f in parsed.findings])
-    temporary.unlink(missing_ok=True)  # a duplicate found inside the transaction
+        if isinstance(result, Submission):
+            _test_pause("committed")
+            finish_part(temporary, folder / stored_name)
+            return IngestResult(submission=result, duplicate=False,
+                                findings=[f.to_dict() for f in parsed.findings])
+        temporary.unlink(missing_ok=True)  # a duplicate found inside the transaction
+    finally:
+        os.close(lock)
     return _duplicate(db, result[1], who=who, file_sha256=sha, via="content")
 
 
@@ -566,12 +574,64 @@ def _find_site(db: Database, code: str) -> Site | None:
         return session.scalar(select(Site).where(Site.code == code.strip().upper()))
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+def part_name(stored_name: str) -> str:
+    """The temporary name of an upload until its submission is committed: ``.<stored_name>.part``."""
+    return f".{stored_name}.part"
+
+
+def _write_part(folder: Path, data: bytes) -> tuple[str, Path, int]:
+    """Write ``data`` (0600, fsynced) to a new ``.part`` file under a generated name, flock-ed.
+
+    Returns the stored name, the ``.part`` path and the descriptor holding the exclusive lock:
+    the caller closes it after renaming or removing the file.  The lock is taken before a byte
+    is written; a file that recovery removed in the moment between creating and locking it
+    (seen as a different inode under the name) is given up and another name used.
+    """
+    for _ in range(5):
+        stored_name = f"{uuid.uuid4().hex}.xlsx"
+        path = folder / part_name(stored_name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                os.close(fd)
+                continue
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            os.close(fd)
+            raise
+        _test_pause("written")
+        return stored_name, path, fd
+    raise OSError(f"could not make a temporary upload file in {folder}")
+
+
+def finish_part(temporary: Path, final: Path) -> None:
+    """Rename a committed submission's ``.part`` file to its stored name, durably."""
+    os.replace(temporary, final)
+    directory = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+TEST_PAUSE_ENV = "NEARMISS_TEST_PAUSE_INGEST"  # test-only, see _test_pause
+
+
+def _test_pause(point: str) -> None:
+    """Test-only: with ``NEARMISS_TEST_PAUSE_INGEST=<point>`` an ingest says so on stderr and waits there.
+
+    Points: ``written`` (the .part file complete, no transaction yet), ``in_transaction`` (every
+    row written, not committed) and ``committed`` (not yet renamed).  tests/server/test_crash_recovery.py
+    kills ``nearmiss serve`` at each; never set it anywhere else.  The wait ends after 60 s.
+    """
+    if os.environ.get(TEST_PAUSE_ENV) == point:
+        print(f"nearmiss-test: ingest paused at {point}", file=sys.stderr, flush=True)
+        time.sleep(60)
 
 
 def clean_name(name: str | None) -> str:
