@@ -2,7 +2,8 @@
 
 ``create_app(test_config=None)`` is the application factory: it reads the configuration
 (``server/config.py``), opens the database and applies the Alembic migrations
-(``server/db.py``), and registers the API (``server/api.py``) and ``/healthz``.
+(``server/db.py``), finishes or removes uploads a killed server left half done
+(``server/recovery.py``), and registers the API (``server/api.py``) and ``/healthz``.
 ``nearmiss serve`` (``server/commands.py``) runs it.
 """
 
@@ -20,11 +21,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from sqlalchemy.exc import SQLAlchemyError
     from werkzeug.exceptions import HTTPException
 
-    from . import config, db
+    from . import config, db, recovery
 
     app = Flask(__name__, instance_path=str(config.instance_path(test_config)), instance_relative_config=True)
     config.configure(app, test_config)
     db.init_app(app)
+    recovery.recover_app(app)  # finish or remove uploads a killed server left half done
 
     from .api import bp as api_bp
 
