@@ -41,11 +41,13 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 from xml.etree import ElementTree
 
+import defusedxml.ElementTree as DefusedET
 import fastexcel
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from defusedxml import DefusedXmlException
 from python_calamine import CalamineWorkbook
 
 from workbook_templates.codelists import CODE_LISTS, RISK_BANDS
@@ -68,9 +70,12 @@ MAX_MEMBER_BYTES = 256 * 2**20  # declared uncompressed size of any one member
 MAX_TOTAL_BYTES = 512 * 2**20  # declared uncompressed size of all members together
 MAX_RATIO = 500  # uncompressed / compressed above RATIO_FLOOR: sheets ~10-50x, bombs ~1000x (deflate max)
 RATIO_FLOOR = 2**20  # small members may compress as well as they like
+MAX_TEXT_BYTES = 256 * 2**20  # shared-string text the parsed sheets unpack to (each cell gets its own copy)
 MAX_ROWS = LIMITS["max_rows"]
 MAX_COLUMNS = LIMITS["max_columns"]
 MAX_SHEETS = LIMITS["max_sheets"]
+MAX_CELLS = MAX_ROWS * MAX_COLUMNS  # cells of one parsed sheet
+MAX_SHARED_STRINGS = 2 * MAX_CELLS  # entries of the shared-strings table (calamine reserves room for the declared count)
 HEADER_SEARCH_ROWS = 10  # the header row may sit this far down (a title or notes above it)
 MAX_FORMULA_FINDINGS = 200  # formula-without-result cells reported per sheet
 
@@ -175,7 +180,8 @@ def precheck(data: bytes, *, sheets: Iterable[str] | None = None) -> Precheck:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
         raise WorkbookError("The file is damaged or incomplete (it may have been cut short while copying or "
-                            f"downloading): {exc}. Copy it again from the original.") from exc
+                            "downloading). Copy it again from the original, or open it in Excel and save it "
+                            "again.") from exc
     with zf:
         infos = zf.infolist()
         _check_members(infos)
@@ -196,16 +202,27 @@ def precheck(data: bytes, *, sheets: Iterable[str] | None = None) -> Precheck:
                 if part in checked and part not in names:
                     raise WorkbookError(f"The workbook is damaged: sheet '{sheet_name}' has no data part. "
                                         "Open it in Excel and save it again.")
+            texts: dict[str, bytes] = {}  # checked sheet -> its XML, for the shared-strings volume
+            tables: list[tuple[str, bytes]] = []  # shared-strings parts (calamine reads xl/sharedStrings.xml)
             for info in infos:
-                if not (info.filename.lower().endswith(XML_SUFFIXES) or info.filename == "[Content_Types].xml"):
+                sheet_name = checked.get(info.filename)
+                # A parsed sheet is checked whatever its part is called; any other part that is XML
+                # (by name or by its first bytes: a parser may be pointed at it) gets the DTD check.
+                if sheet_name is None and not _is_xml(zf, info):
                     continue
                 xml = _read_member(zf, info)
                 _check_no_dtd(info.filename, xml)
-                sheet_name = checked.get(info.filename)
                 if sheet_name is not None:
                     report.used[sheet_name] = _check_sheet_extent(sheet_name, xml)
                     report.formulas_without_value[sheet_name] = _formulas_without_value(xml)
                     report.a1_value[sheet_name] = _A1_VALUE.search(xml, 0, 200_000) is not None
+                    texts[sheet_name] = xml
+                elif _SST_ROOT.search(xml, 0, 4096):
+                    tables.append((info.filename, xml))
+            for part, xml in tables:
+                lengths = _shared_string_lengths(xml)
+                for sheet_name, sheet_xml in texts.items():
+                    _check_text_volume(sheet_name, sheet_xml, lengths)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
             raise WorkbookError("The file is damaged (a part of it does not read back correctly: "
                                 f"{exc}). Copy it again from the original or save it again in Excel.") from exc
@@ -244,13 +261,22 @@ def _not_zip_reason(data: bytes) -> str:
 
 def _check_members(infos: list[zipfile.ZipInfo]) -> None:
     if len(infos) > MAX_ENTRIES:
-        raise WorkbookError(f"The file holds {len(infos)} parts, far more than a workbook has; it was not opened.")
+        raise WorkbookError(f"The file holds {len(infos):,} parts, far more than a workbook has ({MAX_ENTRIES:,} at "
+                            "most); it was not opened. Check that it is the right file.")
     total = 0
+    seen: set[str] = set()
     for info in infos:
         name = info.filename
         parts = name.replace("\\", "/").split("/")
-        if name.startswith(("/", "\\")) or ".." in parts or re.match(r"^[A-Za-z]:", name):
-            raise WorkbookError(f"The file holds a part with an unsafe path ({name!r}); it was not opened.")
+        # A backslash is no part of an xlsx name (the zip reader calamine uses reads it as "/", so
+        # "xl\\worksheets\\sheet1.xml" would stand in for the sheet the pre-check looked at).
+        if name.startswith(("/", "\\")) or ".." in parts or "\\" in name or re.match(r"^[A-Za-z]:", name):
+            raise WorkbookError(f"The file holds a part with an unsafe path ({name!r}); it was not opened. "
+                                "Check that it is the right file, or save it again from Excel.")
+        if name.casefold() in seen:  # two parts of one name: which one a parser reads is anyone's guess
+            raise WorkbookError(f"The file holds two parts called {name!r}, which Excel never writes; it was not "
+                                "opened. Open it in Excel, save it again and send the new copy.")
+        seen.add(name.casefold())
         if info.flag_bits & 0x1:
             raise WorkbookError("Parts of the file are encrypted. Remove the password in Excel: File > Info > "
                                 "Protect Workbook, then save.")
@@ -280,6 +306,17 @@ def _check_kind(zf: zipfile.ZipFile, names: set[str]) -> None:
         kind = ("a Word document" if any(n.startswith("word/") for n in names)
                 else "a PowerPoint file" if any(n.startswith("ppt/") for n in names) else "a zip file")
         raise WorkbookError(f"This is {kind}, not an Excel workbook (.xlsx). Check that it is the right file.")
+
+
+def _is_xml(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
+    """Whether a member is XML: by its name, or by its first bytes (for parts named otherwise)."""
+    if info.filename.lower().endswith(XML_SUFFIXES) or info.filename == "[Content_Types].xml":
+        return True
+    if info.is_dir() or info.file_size == 0:
+        return False
+    with zf.open(info) as fh:
+        head = fh.read(64)
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<") or head[:2] in (b"\xff\xfe", b"\xfe\xff")
 
 
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
@@ -334,9 +371,12 @@ def _sheet_parts(zf: zipfile.ZipFile, names: set[str]) -> dict[str, str]:
 
 def _parse(zf: zipfile.ZipFile, name: str) -> ElementTree.Element:
     xml = _read_member(zf, zf.getinfo(name))
-    _check_no_dtd(name, xml)  # so no entity can be declared: safe to parse
+    _check_no_dtd(name, xml)  # so no entity can be declared; defusedxml refuses one all the same
     try:
-        return ElementTree.fromstring(xml)
+        return DefusedET.fromstring(xml)
+    except DefusedXmlException as exc:
+        raise WorkbookError(f"A part of the file ({name}) declares a DOCTYPE or ENTITY, which Excel never writes; "
+                            "the file was not opened. Save it again from Excel.") from exc
     except ElementTree.ParseError as exc:
         raise WorkbookError(f"The workbook is damaged ({name} cannot be read: {exc}). "
                             "Open it in Excel and save it again.") from exc
@@ -489,12 +529,100 @@ def _check_sheet_extent(sheet: str, xml: bytes) -> tuple[int, int]:
     if not far and (rows > MAX_ROWS or written > MAX_ROWS):
         far = f"row {max(rows, written):,}"
     if far:
-        raise WorkbookError(
-            f"Sheet '{sheet}' reaches {far if far.startswith('row') else 'cell ' + far}, beyond the {MAX_ROWS:,} "
+        raise WorkbookError(_beyond_message(sheet, far))
+    _check_cells_without_ref(sheet, xml)
+    return rows, cols
+
+
+def _beyond_message(sheet: str, far: str) -> str:
+    return (f"Sheet '{sheet}' reaches {far if far.startswith('row') else 'cell ' + far}, beyond the {MAX_ROWS:,} "
             f"rows and {MAX_COLUMNS} columns (A to {column_letter(MAX_COLUMNS - 1)}) a site log may use. Delete the "
             "empty rows and columns below and to the right of your data (select them, right-click, Delete), save, "
             "and try again.")
-    return rows, cols
+
+
+# Cells and rows as elements (a cell may leave out its reference: it then follows the one before).
+_CELL_OPENINGS = (b"<c ", b"<c>", b"<c/>")
+_ROW_OR_CELL = re.compile(rb"<(?:\w+:)?(row|c)\b([^>]*)>")
+_REF_ATTR = re.compile(rb"""(?:^|\s)r\s*=\s*["']([^"']*)["']""")
+
+
+def _check_cells_without_ref(sheet: str, xml: bytes) -> None:
+    """Refuse a sheet whose cells, placed one after another where they have no reference, go beyond the limits.
+
+    Excel and every library write ``r="B7"`` on each cell; a file that leaves it out can still
+    make calamine size its grid by the widest row times the number of rows (a few KB of
+    ``<c/>`` elements ask for gigabytes).  Only sheets with such cells are walked, cell by cell.
+    """
+    start = xml.find(b"<sheetData")
+    if start >= 0 and b":sheetData" not in xml:  # unprefixed: inside sheetData, "<c" opens a cell and nothing else
+        end = xml.rfind(b"</sheetData>")
+        end = len(xml) if end < start else end
+        if xml.count(b"<c", start, end) == xml.count(b'<c r="', start, end):
+            return  # every cell carries its reference, which _check_sheet_extent has checked
+    openings = sum(xml.count(o) for o in _CELL_OPENINGS) + xml.count(b":c ")
+    if openings > MAX_CELLS:
+        raise WorkbookError(f"Sheet '{sheet}' holds {openings:,} cells, more than the {MAX_ROWS:,} rows and "
+                            f"{MAX_COLUMNS} columns a site log may use; it was not opened. Check that it is the "
+                            "right file.")
+    row = col = 0
+    for match in _ROW_OR_CELL.finditer(xml):
+        ref = _REF_ATTR.search(match.group(2))
+        if match.group(1) == b"row":
+            row = int(ref.group(1)) if ref and ref.group(1).isdigit() else row + 1
+            col = 0
+        else:
+            a1 = _A1.match(ref.group(1).decode("ascii", "replace").strip()) if ref else None
+            col = _col_index(a1.group(1)) if a1 else col + 1
+        if col > MAX_COLUMNS or row > MAX_ROWS:
+            raise WorkbookError(_beyond_message(sheet, f"row {row:,}" if row > MAX_ROWS else
+                                                f"{column_letter(col - 1)}{max(row, 1)}"))
+
+
+# --- shared strings: each cell that refers to one gets its own copy of the text when read -------------
+_SST_ROOT = re.compile(rb"<(?:\w+:)?sst\b")
+_SST_COUNTS = re.compile(rb"""\b(?:count|uniqueCount)\s*=\s*["']\s*(\d+)""")
+_SI_PREFIXED = re.compile(rb"<\w+:si\b")
+_S_CELL_FAST = re.compile(rb' t="s"><v>(\d{1,10})</v>')
+_S_ATTR = re.compile(rb"""\st\s*=\s*["']s["']""")
+_S_CELL = re.compile(rb"""\st\s*=\s*["']s["'][^>]*>\s*<(?:\w+:)?v>\s*(\d{1,10})\s*<""")
+
+
+def _shared_string_lengths(xml: bytes) -> np.ndarray:
+    """An upper bound of each shared string's text, in bytes (its XML, which no entity can make shorter)."""
+    root = _SST_ROOT.search(xml)
+    head = xml[root.start():xml.find(b">", root.start()) + 1] if root else b""
+    declared = max((int(n) for n in _SST_COUNTS.findall(head)), default=0)
+    pieces = _SI_PREFIXED.split(xml) if b":si" in xml else xml.split(b"<si")
+    if max(declared, len(pieces) - 1) > MAX_SHARED_STRINGS:
+        raise WorkbookError(f"The workbook's table of texts says it holds {max(declared, len(pieces) - 1):,} "
+                            f"entries, far more than a site log has ({MAX_SHARED_STRINGS:,} at most); it was not "
+                            "opened. Open it in Excel, save it again and send the new copy.")
+    return np.fromiter(map(len, pieces[1:]), dtype=np.int64, count=len(pieces) - 1)
+
+
+def _check_text_volume(sheet: str, xml: bytes, lengths: np.ndarray) -> None:
+    """Refuse a sheet whose cells would unpack more than MAX_TEXT_BYTES of shared-string text.
+
+    A few KB of sheet can point 100,000 cells at one 1 MB string: 100 GB once read.  The
+    quick bound (cells x longest string) settles a real log; only past it are the cells counted.
+    """
+    if not len(lengths):
+        return
+    longest = int(lengths.max())
+    if (xml.count(b'"s"') + xml.count(b"'s'")) * longest <= MAX_TEXT_BYTES:
+        return
+    found = _S_CELL_FAST.findall(xml)
+    total = xml.count(b' t="s"')
+    if total != xml.count(b'"s"') + xml.count(b"'s'") or len(found) != total:  # written some other way
+        found = _S_CELL.findall(xml)
+        total = len(_S_ATTR.findall(xml))
+    index = np.fromiter(map(int, found), dtype=np.int64, count=len(found))
+    volume = int(lengths[index[index < len(lengths)]].sum()) + (total - len(found)) * longest
+    if volume > MAX_TEXT_BYTES:
+        raise WorkbookError(f"Sheet '{sheet}' repeats long texts so often that reading it would unpack about "
+                            f"{volume / 2**20:,.0f} MB of text, far more than a site log holds "
+                            f"({MAX_TEXT_BYTES // 2**20} MB); it was not opened. Check that it is the right file.")
 
 
 # The sheet's first row is row 1 and its first cell A1, holding a value (as the builder and Excel write

@@ -414,6 +414,94 @@ def test_zip_bomb_and_unsafe_paths(tmp_path, no_parser):
         read_workbook(unsafe)
 
 
+def test_a_sheet_part_not_named_xml_is_checked_too(tmp_path, no_parser):
+    """The relationships may point the Log at any part name; calamine follows them (and aborts on XFD1048576)."""
+    src = _small_xlsx(tmp_path)
+    part = sheet_part(src, "Log")
+    with zipfile.ZipFile(src) as zf:
+        far = zf.read(part).replace(b"</sheetData>", b'<row r="1048576"><c r="XFD1048576"><v>1</v></c></row>'
+                                                      b"</sheetData>")
+        names = [i.filename for i in zf.infolist()]
+    renamed = part.replace(".xml", ".bin")
+    out = tmp_path / "renamed.xlsx"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
+        for name in names:
+            body = zin.read(name)
+            if name == part:
+                zout.writestr(renamed, far)
+            else:
+                zout.writestr(name, body.replace(part.split("/", 1)[1].encode(), renamed.split("/", 1)[1].encode()))
+    assert precheck(out.read_bytes(), sheets=[]).sheets["Log"] == renamed  # the Log is that part
+    with pytest.raises(WorkbookError, match="cell XFD1048576"):
+        read_workbook(out)
+    # A DTD in a part whose name does not say XML is found by its first bytes.
+    dtd = rewrite(src, tmp_path / "dtd-bin.xlsx", {}, extra={"xl/extra.bin": b'<?xml version="1.0"?><!DOCTYPE x>'})
+    with pytest.raises(WorkbookError, match="DOCTYPE"):
+        read_workbook(dtd)
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+def test_parts_named_twice_or_with_backslashes_are_refused(tmp_path, no_parser):
+    """calamine's zip reader reads the later of two parts, and 'xl\\worksheets\\sheet1.xml' as the sheet."""
+    src = _small_xlsx(tmp_path)
+    part = sheet_part(src, "Log")
+    hostile = b'<worksheet><sheetData><row r="1048576"><c r="XFD1048576"><v>1</v></c></row></sheetData></worksheet>'
+    twice = rewrite(src, tmp_path / "twice.xlsx", {}, extra={part: hostile})
+    with pytest.raises(WorkbookError, match="two parts called"):
+        read_workbook(twice)
+    case = rewrite(src, tmp_path / "case.xlsx", {}, extra={part.upper(): hostile})
+    with pytest.raises(WorkbookError, match="two parts called"):
+        read_workbook(case)
+    backslash = rewrite(src, tmp_path / "backslash.xlsx", {}, extra={part.replace("/", "\\"): hostile})
+    with pytest.raises(WorkbookError, match="unsafe path"):
+        read_workbook(backslash)
+
+
+def test_shared_strings_bombs_are_refused(tmp_path, no_parser):
+    src = _small_xlsx(tmp_path)
+    part = sheet_part(src, "Log")
+    # A declared count calamine reserves room for (4 billion entries: it aborts).
+    counted = rewrite(src, tmp_path / "count.xlsx", {"xl/sharedStrings.xml": lambda xml: re.sub(
+        rb'uniqueCount="\d+"', b'uniqueCount="4000000000"', xml)})
+    with pytest.raises(WorkbookError, match="4,000,000,000 entries"):
+        read_workbook(counted)
+    # 100,000 cells pointing at one 1 MB text: a 200 KB file that unpacks to 100 GB.
+    letters = [chr(65 + j) for j in range(20)]
+    rows = b"".join(b'<row r="%d">' % r + b"".join(b'<c r="%s%d" t="s"><v>0</v></c>' % (c.encode(), r)
+                                                    for c in letters) + b"</row>" for r in range(1, 5001))
+    sheet = b"<worksheet><sheetData>" + rows + b"</sheetData></worksheet>"
+    sst = b'<sst count="1" uniqueCount="1"><si><t>' + b"a" * 1_000_000 + b"</t></si></sst>"
+    bomb = rewrite(src, tmp_path / "sst.xlsx", {part: sheet, "xl/sharedStrings.xml": sst})
+    assert bomb.stat().st_size < 300_000
+    with pytest.raises(WorkbookError, match="repeats long texts"):
+        read_workbook(bomb)
+    # Written another way (attribute order, quotes), the cells are still counted.
+    odd = rewrite(src, tmp_path / "sst-odd.xlsx", {part: sheet.replace(b' t="s"', b" t='s'"),
+                                                   "xl/sharedStrings.xml": sst})
+    with pytest.raises(WorkbookError, match="repeats long texts"):
+        read_workbook(odd)
+    # A long text used a few times is fine.
+    few = rewrite(src, tmp_path / "sst-few.xlsx", {"xl/sharedStrings.xml": lambda xml: xml.replace(
+        b"<t>OAK-1</t>", b"<t>OAK-1" + b" " * 30_000 + b"</t>")})
+    assert read_workbook(few).records.incidents["incident_ref"].tolist() == ["OAK-1"]
+
+
+def test_cells_without_references_are_placed_and_checked(tmp_path, no_parser):
+    """<c> without r= follows the cell before: a few KB of them make calamine size a grid of gigabytes."""
+    src = _small_xlsx(tmp_path)
+    part = sheet_part(src, "Log")
+    wide = (b'<worksheet><dimension ref="A1:B2"/><sheetData><row>' + b"<c><v>1</v></c>" * (reader.MAX_COLUMNS + 1)
+            + b"</row>" + b"<row><c><v>1</v></c></row>" * 1000 + b"</sheetData></worksheet>")
+    path = rewrite(src, tmp_path / "noref.xlsx", {part: wide})
+    with pytest.raises(WorkbookError, match=f"cell {reader.column_letter(reader.MAX_COLUMNS)}1, beyond"):
+        read_workbook(path)
+    # Cells after a referenced one follow it.
+    after = (b'<worksheet><sheetData><row r="2"><c r="CA2"><v>1</v></c><c><v>2</v></c><c><v>3</v></c></row>'
+             b"</sheetData></worksheet>")
+    with pytest.raises(WorkbookError, match="cell CC2"):
+        read_workbook(rewrite(src, tmp_path / "after.xlsx", {part: after}))
+
+
 def test_precheck_is_fast_and_reports_what_it_saw(synthetic):
     _, path = synthetic
     report = precheck(path.read_bytes())
