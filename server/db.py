@@ -6,6 +6,13 @@ driver is put in autocommit mode and SQLAlchemy's ``begin`` emits ``BEGIN`` itse
 ``BEGIN IMMEDIATE`` for a :func:`write_session` (../shared/spec/security.md: deferred
 check-then-insert lost rows to "database is locked", ``BEGIN IMMEDIATE`` stored them all).
 PostgreSQL runs the same code; there a write session locks the rows it changes instead.
+
+Connections: a request keeps its session's connection until it ends, and an upload takes a
+second one while it stores (``server/ingest.py``), so the pool allows two per server thread
+(``nearmiss serve --threads``, at most 64).  With SQLAlchemy's default (5 + 10 overflow), 20
+uploads at once to 24 threads waited 30 s for a connection and failed with HTTP 500
+(tests/server/test_concurrent_uploads.py).  PostgreSQL's own limit (``max_connections``, 100 by
+default) keeps that pool at 64.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).with_name("migrations")
 IMMEDIATE = "nearmiss_begin_immediate"  # connection execution option read by the SQLite begin hook
 SQLITE_BUSY_TIMEOUT_S = 30
+POOL_SIZE = 8  # connections kept open
+MAX_CONNECTIONS = {"sqlite": 2 * 64, "postgresql": 64}  # per server process (see the module docstring)
 
 
 @dataclass
@@ -42,10 +51,14 @@ class Database:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False})
+        pool = {} if ":memory:" in url or url.rstrip("/") == "sqlite:" else {
+            "pool_size": POOL_SIZE, "max_overflow": MAX_CONNECTIONS["sqlite"] - POOL_SIZE}
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+                               **pool)
         _sqlite_hooks(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE,
+                         max_overflow=MAX_CONNECTIONS["postgresql"] - POOL_SIZE)
 
 
 def _sqlite_hooks(engine: Engine) -> None:
