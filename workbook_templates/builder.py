@@ -25,15 +25,16 @@ from .contract import (
     SITE_SHEET, TABLE_SHEETS, Field, TableSheet, column_letter,
 )
 from .records import SiteRecords
+from .text_safety import MAX_CELL_TEXT, XLSXWRITER_OPTIONS, write_text
 
-# Never turn user text into formulas or links (see ../shared/spec/security.md).
-WORKBOOK_OPTIONS = {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False}
+# Never turn user text into formulas or links (see ../shared/spec/security.md and text_safety.py).
+WORKBOOK_OPTIONS = XLSXWRITER_OPTIONS
 DEFAULT_FONT = {"font_name": "Arial", "font_size": 10}
 DATE_FORMAT = "dd/mm/yyyy"
 BLANK_TABLE_ROWS = 10  # rows an empty template's tables start with; Excel extends them as people type
 TIER_COLOURS = {"low": "#C6EFCE", "moderate": "#FFEB9C", "serious": "#FFC7CE"}
 OVERDUE_FILL = "#F8CBAD"
-MAX_TEXT = 32_767  # Excel's cell limit; longer text would be cut silently
+MAX_TEXT = MAX_CELL_TEXT  # Excel's cell limit; text_safety.cell_text cuts longer text with a visible marker
 
 
 def list_range_name(list_name: str) -> str:
@@ -315,7 +316,7 @@ def _write_value(ws, row: int, col: int, f: Field, value: Any, cell_format=None)
     else:
         text = str(value)
         if text:
-            ws.write_string(row, col, text[:MAX_TEXT], cell_format)
+            write_text(ws, row, col, text, cell_format)
 
 
 def _list_validation(f: Field) -> dict:

@@ -6,7 +6,8 @@ which picks the typed ``write_*`` call itself: text from a log is always
 ``write_string``, whatever it starts with (../shared/spec/security.md).
 
 CSV files reuse :func:`server.queries.frame_to_csv` (ISO dates, cells starting
-with ``= + - @``, tab, CR or LF prefixed with ``'``); nothing here restates it.
+with ``= + - @``, tab, CR or LF prefixed with ``'`` by :func:`workbook_templates.text_safety.csv_cell`);
+nothing here restates it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import numpy as np
 import pandas as pd
 import xlsxwriter
 
-from workbook_templates.builder import DATE_FORMAT, MAX_TEXT, WORKBOOK_OPTIONS
+from workbook_templates.builder import DATE_FORMAT, WORKBOOK_OPTIONS
+from workbook_templates.text_safety import write_text
 
 FONT = "Arial"
 NAVY = "#1F4E79"
@@ -111,8 +113,8 @@ def write_value(ws, row: int, col: int, value: Any, cell_format=None) -> None:
     """Write one value with an explicit type; text (any text, from anyone) is always a string.
 
     ``None``/NaN/NaT -> blank cell; bool -> "yes"/"no"; numbers -> number; dates
-    -> date; anything else -> ``write_string`` (cut to Excel's 32,767 characters
-    with a visible marker rather than silently).
+    -> date; anything else -> ``write_string`` through :func:`workbook_templates.text_safety.write_text`
+    (cut to Excel's 32,767 characters with a visible marker rather than silently).
     """
     if is_blank(value):
         ws.write_blank(row, col, None, cell_format)
@@ -130,10 +132,7 @@ def write_value(ws, row: int, col: int, value: Any, cell_format=None) -> None:
     elif isinstance(value, dt.date):
         ws.write_datetime(row, col, dt.datetime(value.year, value.month, value.day), cell_format)
     else:
-        text = str(value)
-        if len(text) > MAX_TEXT:
-            text = text[: MAX_TEXT - 14] + " [text cut]"
-        ws.write_string(row, col, text, cell_format)
+        write_text(ws, row, col, value, cell_format)
 
 
 def page_setup(ws, *, title: str, landscape: bool = True, repeat_rows: tuple[int, int] | None = None,
