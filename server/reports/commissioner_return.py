@@ -72,6 +72,7 @@ from xlsxwriter.utility import xl_range_abs
 from addin import measures as M
 from addin import trends
 from workbook_templates.codelists import CODE_LISTS, EXPOSURE_UNIT_BY_SETTING, HARM_LEVELS
+from workbook_templates.text_safety import write_text
 
 from . import suppression as S
 from .xlsx import (
@@ -757,15 +758,15 @@ def write_return(data: ReturnData, path: str | Path) -> Path:
     ws.set_column(0, 0, LABEL_WIDTH)
     ws.set_column(1, LAST_COL, VALUE_WIDTH)
     merged_width = VALUE_WIDTH * LAST_COL
-    ws.write_string(0, 0, title, fmt["title"])
+    write_text(ws, 0, 0, title, fmt["title"])
     lay.height(0, 24)
     commissioner = data.header.get("Commissioner", "")
-    ws.write_string(1, 0, " | ".join(x for x in (data.header.get("Provider", ""), commissioner) if x), fmt["subtitle"])
+    write_text(ws, 1, 0, " | ".join(x for x in (data.header.get("Provider", ""), commissioner) if x), fmt["subtitle"])
     lay.height(1)
     lay.height(2, 8)
     row = first = 3
     for label, text in data.header.items():
-        ws.write_string(row, 0, label, fmt["key"])
+        write_text(ws, row, 0, label, fmt["key"])
         ws.merge_range(row, 1, row, LAST_COL, "", fmt["value"])
         write_value(ws, row, 1, text, fmt["value"])
         lay.lines(row, text_lines(str(text), merged_width))
@@ -779,12 +780,12 @@ def write_return(data: ReturnData, path: str | Path) -> Path:
         lay.blocks.append((start, row - 1))
         row += 1
     start = row
-    ws.write_string(row, 0, "Notes", fmt["h2"])
+    write_text(ws, row, 0, "Notes", fmt["h2"])
     lay.height(row, 20)
     row += 1
     for text in data.notes:
         ws.merge_range(row, 0, row, LAST_COL, "", fmt["note"])
-        ws.write_string(row, 0, text, fmt["note"])
+        write_text(ws, row, 0, text, fmt["note"])
         lay.lines(row, text_lines(text, LABEL_WIDTH + merged_width))
         row += 1
     lay.blocks.append((start, row - 1))
@@ -811,31 +812,31 @@ def _ref(r1: int, c1: int, r2: int, c2: int) -> str:
 
 def _write_table(wb, ws, lay: _Layout, fmt: dict, table: ReturnTable, row: int) -> int:
     """Write one table (title, header, rows, note) from ``row``; returns the row after it."""
-    ws.write_string(row, 0, table.title, fmt["h2"])
+    write_text(ws, row, 0, table.title, fmt["h2"])
     lay.height(row, 22)
     row += 1
     frame = table.frame
     if frame.empty:
         ws.merge_range(row, 0, row, LAST_COL, "", fmt["note"])
-        ws.write_string(row, 0, table.empty_note or "Nothing to show.", fmt["note"])
+        write_text(ws, row, 0, table.empty_note or "Nothing to show.", fmt["note"])
         return row + 1
     columns = list(frame.columns)
     last_col = len(columns)
     spans = {j: (LAST_COL if table.key == "spc" and j == last_col else j) for j in range(1, last_col + 1)}
-    ws.write_string(row, 0, frame.index.name or "", fmt["header"])
+    write_text(ws, row, 0, frame.index.name or "", fmt["header"])
     header_lines = 1
     for j, name in enumerate(columns, start=1):
         header = fmt["header"] if table.kind(name) == "text" else fmt["header_num"]
         if spans[j] > j:
             ws.merge_range(row, j, row, spans[j], "", header)
-        ws.write_string(row, j, str(name), header)
+        write_text(ws, row, j, str(name), header)
         header_lines = max(header_lines, text_lines(str(name), VALUE_WIDTH * (spans[j] - j + 1) - 1))
     lay.lines(row, header_lines)
     header_row = row
     row += 1
     for i, (label, values) in enumerate(frame.iterrows()):
         is_total = table.total_row and i == len(frame) - 1
-        ws.write_string(row, 0, str(label), fmt["total_label"] if is_total else fmt["key"])
+        write_text(ws, row, 0, str(label), fmt["total_label"] if is_total else fmt["key"])
         lines = text_lines(str(label), LABEL_WIDTH)
         for j, name in enumerate(columns, start=1):
             value = values[name]
@@ -851,7 +852,7 @@ def _write_table(wb, ws, lay: _Layout, fmt: dict, table: ReturnTable, row: int) 
     wb.define_name(f"tbl_{table.key}", _ref(header_row, 0, row - 1, last_col))
     if table.note:
         ws.merge_range(row, 0, row, LAST_COL, "", fmt["note"])
-        ws.write_string(row, 0, table.note, fmt["note"])
+        write_text(ws, row, 0, table.note, fmt["note"])
         lay.lines(row, text_lines(table.note, LABEL_WIDTH + VALUE_WIDTH * LAST_COL))
         row += 1
     return row

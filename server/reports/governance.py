@@ -20,7 +20,8 @@ xlsxwriter: it computes nothing the summary already holds.  Sheets:
 
 Summaries only: row dumps go to CSV (``nearmiss consolidate --csv``), never here.
 Every piece of text from a log (themes, refs, action text, names) is written
-with ``write_string`` under the safe workbook options.
+with ``write_string`` (:func:`workbook_templates.text_safety.write_text`, or :func:`.xlsx.write_value`)
+under the safe workbook options.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import pandas as pd
 
 from workbook_templates.codelists import CODE_LISTS
 from workbook_templates.rules import RULES_BY_ID
+from workbook_templates.text_safety import write_text
 
 from .xlsx import MDC_COLOURS, formats, new_workbook, page_setup, plain_signal, sheet_name, text_lines, write_value
 
@@ -80,7 +82,7 @@ def _note(ws, fmt, row: int, text: str, last_col: int) -> None:
     """An italic note across the table's width (merged, wrapped)."""
     if last_col > 0:
         ws.merge_range(row, 0, row, last_col, "", fmt["note"])
-    ws.write_string(row, 0, text, fmt["note"])
+    write_text(ws, row, 0, text, fmt["note"])
 
 
 def _month(text: str | None) -> pd.Timestamp | None:
@@ -220,9 +222,9 @@ def _sites_info(summary: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def _title(ws, fmt, row: int, title: str, subtitle: str) -> int:
-    ws.write_string(row, 0, title, fmt["title"])
+    write_text(ws, row, 0, title, fmt["title"])
     ws.set_row(row, 24)
-    ws.write_string(row + 1, 0, subtitle, fmt["subtitle"])
+    write_text(ws, row + 1, 0, subtitle, fmt["subtitle"])
     return row + 3
 
 
@@ -230,7 +232,7 @@ def _table(ws, fmt, row: int, headers: list[str], rows: list[list[Any]], kinds: 
            total_last: bool = False, widths: list[float] | None = None) -> int:
     """Header row plus body rows; returns the row after the table."""
     for j, h in enumerate(headers):
-        ws.write_string(row, j, h, fmt["header"] if kinds[j] in ("text", "date", "month") else fmt["header_num"])
+        write_text(ws, row, j, h, fmt["header"] if kinds[j] in ("text", "date", "month") else fmt["header_num"])
     if widths:
         ws.set_row(row, 15 + 12 * (max(text_lines(h, w) for h, w in zip(headers, widths)) - 1))
     row += 1
@@ -260,7 +262,7 @@ def _write_summary(ws, fmt, summary, blocks, findings, unreadable, spc_names, ar
     months = summary["months"]
     sites = _sites_info(summary)
     row = _title(ws, fmt, 0, title, f"{area}: {len(sites)} site(s), {span}; figures as at {today}")
-    ws.write_string(row, 0, "Headline figures", fmt["h2"])
+    write_text(ws, row, 0, "Headline figures", fmt["h2"])
     row += 1
     latest = slice(len(months) - 1, len(months)) if months else slice(0, 0)
     all_rows = headline(summary)
@@ -278,22 +280,22 @@ def _write_summary(ws, fmt, summary, blocks, findings, unreadable, spc_names, ar
     kinds_by_row += ["count"] * 4
     headers = ["Figure", f"All months ({span})", f"Latest month ({_month_word(months[-1]) if months else ''})"]
     for j, h in enumerate(headers):
-        ws.write_string(row, j, h, fmt["header"] if j == 0 else fmt["header_num"])
+        write_text(ws, row, j, h, fmt["header"] if j == 0 else fmt["header_num"])
     ws.set_row(row, 28)
     first = row + 1
     row += 1
     for values, kind in zip(body, kinds_by_row):
-        ws.write_string(row, 0, values[0], fmt["key"])
+        write_text(ws, row, 0, values[0], fmt["key"])
         for j in (1, 2):
             write_value(ws, row, j, values[j], _format(fmt, kind))
         row += 1
     _note(ws, fmt, row, "Actions now and data quality are as at the date of the summary, not per month.", 2)
     row += 2
-    ws.write_string(row, 0, "Key measures: statistical process control", fmt["h2"])
+    write_text(ws, row, 0, "Key measures: statistical process control", fmt["h2"])
     row += 1
     headers = ["Measure", "Latest month", "Latest value", "Signal", "What the chart shows"]
     for j, h in enumerate(headers):
-        ws.write_string(row, j, h, fmt["header_num"] if j == 2 else fmt["header"])
+        write_text(ws, row, j, h, fmt["header_num"] if j == 2 else fmt["header"])
     row += 1
     for m in summary.get("key_measures", []):
         sheet = spc_names[m["name"]]
@@ -396,11 +398,11 @@ def _write_spc(wb, ws, fmt, m: Mapping[str, Any], area: str, today: str) -> None
     for j, w in enumerate(widths):
         ws.set_column(j, j, w)
     last_col = 7
-    ws.write_string(0, 0, label, fmt["title"])
+    write_text(ws, 0, 0, label, fmt["title"])
     ws.set_row(0, 24)
     direction = {"increase": "higher is better", "decrease": "lower is better",
                  "neutral": "no preferred direction"}[m["improvement"]]
-    ws.write_string(1, 0, f"{area}: monthly values with Making Data Count XmR limits ({direction}).",
+    write_text(ws, 1, 0, f"{area}: monthly values with Making Data Count XmR limits ({direction}).",
                     fmt["subtitle"])
     caption = _signal_words(m) + (". Trial limits: fewer than 12 points." if m["trial_limits"]
                                   and "trial limits" not in m["signal"] else "")
@@ -410,11 +412,11 @@ def _write_spc(wb, ws, fmt, m: Mapping[str, Any], area: str, today: str) -> None
     write_value(ws, 2, 0, caption, fmt["caption"])
     ws.set_row(2, 15 + 14 * (text_lines(caption, sum(widths)) - 1))
     chart_row, table_row = 4, 26
-    ws.write_string(table_row - 1, 0, "Monthly values", fmt["h2"])
+    write_text(ws, table_row - 1, 0, "Monthly values", fmt["h2"])
     value_fmt = _value_format(fmt, m["kind"])
     limit_fmt = fmt["rate"] if m["kind"] in ("count", "percent") else value_fmt  # limits: 2 decimals
     for j, h in enumerate(headings):
-        ws.write_string(table_row, j, h, fmt["header"] if j in (0, 5) else fmt["header_num"])
+        write_text(ws, table_row, j, h, fmt["header"] if j in (0, 5) else fmt["header_num"])
     spc = m["spc"]
     n = len(m["months"])
     for i in range(n):
@@ -482,7 +484,7 @@ def _write_overdue(ws, fmt, actions: pd.DataFrame | None, summary, today: str) -
         ws.set_column(j, j, w)
     row = _title(ws, fmt, 0, "Overdue actions", f"Open or in progress and past the due date on {today}")
     if actions is None:
-        ws.write_string(row, 0, "No action rows were given to this report.", fmt["note"])
+        write_text(ws, row, 0, "No action rows were given to this report.", fmt["note"])
         page_setup(ws, title="Overdue actions", footer_left=FOOTER, header_right=f"As at {today}")
         return
     today_ts = pd.Timestamp(today)
@@ -503,7 +505,7 @@ def _write_overdue(ws, fmt, actions: pd.DataFrame | None, summary, today: str) -
         row = _table(ws, fmt, row, headers, rows, kinds)
         _note(ws, fmt, row, f"{len(rows)} overdue action(s), longest overdue first.", 4)
     else:
-        ws.write_string(row, 0, "No overdue actions.", fmt["note"])
+        write_text(ws, row, 0, "No overdue actions.", fmt["note"])
     ws.freeze_panes(header_row + 1, 2)
     page_setup(ws, title="Overdue actions", footer_left=FOOTER, header_right=f"As at {today}",
                repeat_rows=(header_row, header_row))
@@ -551,7 +553,7 @@ def _themes_by_category(ws, fmt, incidents: pd.DataFrame, summary, row: int) -> 
     cats = [c for c in [*CODE_LISTS["category"], "other value"] if c in table.columns]
     order = [t["theme"] for t in summary.get("learning_themes", []) if t["theme"] in table.index]
     table = table.reindex(index=order + [t for t in table.index if t not in order], columns=cats, fill_value=0)
-    ws.write_string(row, 0, "Themes by category", fmt["h2"])
+    write_text(ws, row, 0, "Themes by category", fmt["h2"])
     row += 1
     words = [_label(c.replace("_", " ")) for c in cats]
     rows = [[t, *table.loc[t].tolist()] for t in table.index]
@@ -581,16 +583,16 @@ def _write_quality(ws, fmt, summary, findings: pd.DataFrame | None, unreadable, 
         row = _table(ws, fmt, row, ["Rule", "Severity", "What it checks", *codes, "All sites"], rows,
                      ["text", "text", "text", *["count"] * (len(codes) + 1)], total_last=True)
     else:
-        ws.write_string(row, 0, "No findings: every workbook passed every check.", fmt["note"])
+        write_text(ws, row, 0, "No findings: every workbook passed every check.", fmt["note"])
         row += 1
     row += 1
-    ws.write_string(row, 0, "Files that could not be read", fmt["h2"])
+    write_text(ws, row, 0, "Files that could not be read", fmt["h2"])
     row += 1
     if unreadable:
         row = _table(ws, fmt, row, ["File", "", "Problem"], [[f, "", why] for f, why in unreadable],
                      ["text", "text", "text"])
     else:
-        ws.write_string(row, 0, "None: every file was read.", fmt["note"])
+        write_text(ws, row, 0, "None: every file was read.", fmt["note"])
     ws.freeze_panes(header_row + 1, 0)
     page_setup(ws, title="Data quality", footer_left=FOOTER, header_right=f"As at {today}",
                repeat_rows=(header_row, header_row))
