@@ -23,7 +23,8 @@ Backends:
 Text safety: Excel turns a typed "=..." into a formula, and COM/AppleScript assignment behaves
 like typing.  :class:`XlwingsIO` therefore writes every string with a leading apostrophe (Excel's
 "this is text" prefix, not part of the value), and :class:`OpenpyxlIO` sets the cell's data type
-to string after assignment (openpyxl would otherwise store "=..." as a formula).
+to string after assignment (:func:`workbook_templates.text_safety.set_text`; openpyxl would otherwise
+store "=..." as a formula).  Text longer than a cell holds is cut with a visible marker, never silently.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from workbook_templates.text_safety import MAX_CELL_TEXT, cell_text, set_text, xml_text
+
 NOTE_PREFIX = "nearmiss check:"  # every note this package writes starts so; only those are removed
-MAX_TEXT = 32_767  # Excel's cell limit
+MAX_TEXT = MAX_CELL_TEXT  # Excel's cell limit
 _A1 = re.compile(r"^\$?([A-Z]{1,3})\$?([1-9][0-9]{0,6})$")
 _RANGE = re.compile(r"^\$?[A-Z]{1,3}\$?[1-9][0-9]{0,6}(:\$?[A-Z]{1,3}\$?[1-9][0-9]{0,6})?$")
-# Characters XML 1.0 (and so xlsx) cannot hold; openpyxl raises on them.
-_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 # --- what is written ------------------------------------------------------------------------------------
@@ -168,8 +169,9 @@ def save_openpyxl(wb, out_path=None):
 
 
 def safe_text(value: object) -> str:
-    """Text as a cell can hold it: control characters dropped, cut to Excel's 32,767 characters."""
-    return _ILLEGAL.sub("", str(value))[:MAX_TEXT]
+    """Text as a cell can hold it: control characters dropped, cut to Excel's 32,767 characters with a marker
+    (:mod:`workbook_templates.text_safety`)."""
+    return cell_text(xml_text(value))
 
 
 def split_cell(cell: str) -> tuple[str, int]:
@@ -315,8 +317,7 @@ class OpenpyxlIO:
                     continue
                 cell = ws.cell(row=r, column=c)
                 if isinstance(value, str):
-                    cell.value = safe_text(value)
-                    cell.data_type = "s"  # never a formula, whatever it starts with
+                    set_text(cell, value)  # never a formula, whatever it starts with
                 else:
                     cell.value = value
                 letter = column_letters(c)
