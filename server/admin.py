@@ -173,3 +173,15 @@ def set_password(session: Session, username: str, password: str, *, who: str) ->
     user.password_hash = hash_password(password)
     audit(session, who, "user.password", f"user:{user.username}")
     return user
+
+
+def disable_user(session: Session, username: str, *, who: str) -> User:
+    """Stop a web login (its sessions end at their next request); the row and its audit trail stay."""
+    user = session.scalar(select(User).where(User.username == username.strip()))
+    if user is None:
+        raise AdminError(f"There is no user {username}.")
+    if user.disabled_at is None:
+        user.disabled_at = utcnow()
+        audit(session, who, "user.disable", f"user:{user.username}", role=user.role)
+    return user
+

@@ -65,13 +65,33 @@ def authenticate_user(session: Session, username: str, password: str) -> User | 
     return user
 
 
+def password_stamp(user: User) -> str:
+    """A short keyed fingerprint of the user's password hash, kept in the session cookie at login.
+
+    The session is a signed cookie, so it cannot be revoked on the server; with the stamp, a new
+    password (``nearmiss admin set-password``) ends every session made with the old one.
+    """
+    from flask import current_app
+
+    key = str(current_app.config["SECRET_KEY"]).encode("utf-8")
+    return hmac.new(key, user.password_hash.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
 def logged_in_user(session: Session) -> User | None:
-    """The web user of this request's signed session cookie (``session['user_id']``), or None."""
+    """The web user of this request's signed session cookie (``session['user_id']``), or None.
+
+    None too when the user is disabled or their password has changed since this session logged in.
+    """
     user_id = web_session.get("user_id")
     if user_id is None:
         return None
     user = session.get(User, user_id)
-    return user if user is not None and user.disabled_at is None else None
+    if user is None or user.disabled_at is not None:
+        return None
+    stamp = web_session.get("password_stamp")
+    if not isinstance(stamp, str) or not hmac.compare_digest(stamp, password_stamp(user)):
+        return None
+    return user
 
 
 def bearer_token() -> str | None:

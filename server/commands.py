@@ -142,9 +142,32 @@ def revoke_token_command(token_id: int) -> None:
 def add_user_command(username: str, role: str, area: str | None, site: str | None, password_stdin: bool) -> None:
     from .admin import add_user
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin)
     user = _run_admin(add_user, username=username, password=password, role=role, area=area, site=site)
     click.echo(f"Created {role} login {user.username}.")
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@admin_group.command("set-password", help="Give a web login a new password (its open sessions end).")
+@click.option("--username", required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (one line).")
+def set_password_command(username: str, password_stdin: bool) -> None:
+    from .admin import set_password
+
+    user = _run_admin(set_password, username=username, password=_read_password(password_stdin))
+    click.echo(f"New password set for {user.username}.")
+
+
+@admin_group.command("disable-user", help="Stop a web login (its open sessions end; the audit trail stays).")
+@click.option("--username", required=True)
+def disable_user_command(username: str) -> None:
+    from .admin import disable_user
+
+    user = _run_admin(disable_user, username=username)
+    click.echo(f"Login {user.username} disabled.")
+

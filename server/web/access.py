@@ -40,8 +40,14 @@ def current_user() -> User | None:
 
 
 def safe_next(target: str | None) -> str | None:
-    """A same-site path to go to after login, or None (no open redirects)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """A same-site path to go to after login, or None (no open redirects).
+
+    Browsers drop tabs and newlines from a URL ("/<TAB>/evil.example" is "//evil.example" to them) and
+    a newline cannot go into a header at all, so a target with any control character is refused.
+    """
+    if not target or len(target) > 2000 or not target.isprintable():
+        return None
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
         return None
     return target
 

@@ -21,7 +21,7 @@ from workbook_templates.contract import ACTIONS, INCIDENTS
 from .. import ingest, queries, summary as summaries
 from ..admin import audit
 from ..api_reports import XLSX, ReturnRequestError, make_return, parse_suppress_below, xlsx_response
-from ..auth import authenticate_user
+from ..auth import authenticate_user, password_stamp
 from ..config import isolation
 from ..db import get_db, get_session, write_session
 from ..models import FindingRow, Submission, User
@@ -145,6 +145,7 @@ def login():  # noqa: ANN201
     session.clear()
     session["user_id"] = user.id
     session["login_at"] = time.time()
+    session["password_stamp"] = password_stamp(user)
     csrf.rotate()
     with write_session(get_db()) as write:
         audit(write, user.who, "login", f"user:{user.username}")
@@ -207,8 +208,10 @@ def _store_upload(user: User, upload: Any) -> dict:
     data = upload.read()
     name = ingest.clean_name(upload.filename)
     sha = ingest.file_hash(data)
-    site_code = user.site.code if user.role == "site_manager" else None
+    site_code = user.site.code if user.role == "site_manager" and user.site is not None else None
     try:
+        if user.role == "site_manager" and site_code is None:  # never let the Site sheet choose for them
+            raise ingest.WrongSite("Your login is not tied to a site, so nothing can be sent. Ask your administrator.")
         if not data:
             raise ingest.NotAWorkbook("The file is empty. Send the saved .xlsx workbook.")
         result = ingest.submit(get_db(), data=data, original_name=name, who=user.who, site_code=site_code,

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import re
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -130,3 +134,95 @@ def test_who_sees_what(people: Flask, client: FlaskClient, workbooks) -> None:  
     page = admin.get("/areas/North")
     assert page.headers["Content-Security-Policy"].startswith("default-src 'self'")
     assert page.headers["X-Frame-Options"] == "DENY"
+
+
+def test_every_post_of_the_pages_needs_the_csrf_token(people: Flask, client: FlaskClient) -> None:
+    """Each POST route of the web pages (from the URL map) refuses a logged-in admin without the token."""
+    login(client, "admin")
+    posts = sorted(rule.rule for rule in people.url_map.iter_rules()
+                   if rule.endpoint.startswith("web.") and "POST" in rule.methods)
+    assert {"/login", "/logout", "/upload", "/returns"} <= set(posts)
+    for path in posts:
+        assert not re.search(r"<[^>]+>", path), f"{path}: give this test a URL for the new POST route"
+        answer = client.post(path, data={"anything": "1"})
+        assert answer.status_code == 400 and "expired" in answer.get_data(as_text=True), path
+    assert client.get("/").status_code == 200  # still logged in: nothing was done
+    templates = Path(__file__).resolve().parents[2] / "server" / "web" / "templates"
+    for template in templates.glob("*.html"):
+        for form in re.findall(r"<form\b[^>]*>.*?</form>", template.read_text(encoding="utf-8"), re.S | re.I):
+            if re.search(r'method="post"', form, re.I):
+                assert 'name="csrf_token" value="{{ csrf_token() }}"' in form, f"{template.name}: a form without it"
+
+
+def test_session_cookie_settings(people: Flask, client: FlaskClient, make_app, monkeypatch) -> None:  # noqa: ANN001
+    answer = login(client, "north-lead")
+    cookie = answer.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Expires=" not in cookie and "Max-Age" not in cookie  # ends with the browser session ...
+    assert "Secure" not in cookie  # (tests run over plain http)
+    with client.session_transaction() as session:  # ... and on the server after SESSION_HOURS
+        session["login_at"] = time.time() - 13 * 3600
+    assert client.get("/areas/North").status_code == 302
+
+    assert make_app(TESTING=False).config["SESSION_COOKIE_SECURE"] is True  # the default outside tests
+    monkeypatch.setenv("NEARMISS_SECURE_COOKIES", "1")
+    secure = make_app().test_client()
+    assert "Secure" in login(secure, "north-lead").headers["Set-Cookie"]
+    monkeypatch.setenv("NEARMISS_SECURE_COOKIES", "off")
+    assert make_app(TESTING=False).config["SESSION_COOKIE_SECURE"] is False
+
+
+def test_next_with_control_characters_is_refused(people: Flask, client: FlaskClient) -> None:
+    # Browsers drop tabs and newlines: "/<TAB>/evil.example" would be "//evil.example"; a newline broke the header.
+    for target in ("/\t/evil.example", "/\n/evil.example", "/\r\nSet-Cookie: a=b", "/\x00x"):
+        answer = login(client, "north-lead", next=target)
+        assert answer.status_code == 302 and answer.headers["Location"] == "/", repr(target)
+        client.post("/logout", data={"csrf_token": csrf_token(client, "/returns")})
+    assert login(client, "north-lead", next="/sites/ELM?from=2026-01").headers["Location"] == "/sites/ELM?from=2026-01"
+
+
+def test_new_password_or_disabled_login_ends_open_sessions(people: Flask) -> None:
+    from server.admin import disable_user, set_password
+
+    manager = people.test_client()
+    login(manager, "oak-manager")
+    assert manager.get("/sites/OAK").status_code == 200
+    with get_db(people).sessions() as session:
+        set_password(session, "oak-manager", "a brand new password", who="test")
+        session.commit()
+    assert manager.get("/sites/OAK").status_code == 302  # the old session is over
+    assert login(manager, "oak-manager").status_code == 401
+    assert login(manager, "oak-manager", "a brand new password").status_code == 302
+    assert manager.get("/sites/OAK").status_code == 200
+    with get_db(people).sessions() as session:
+        disable_user(session, "oak-manager", who="test")
+        session.commit()
+        assert session.scalar(select(AuditEvent.action).order_by(AuditEvent.id.desc())) == "user.disable"
+    assert manager.get("/sites/OAK").status_code == 302
+    assert login(manager, "oak-manager", "a brand new password").status_code == 401
+
+
+def test_no_secret_is_committed() -> None:
+    """No key-looking string in the tracked files, and nothing of the instance folder is tracked."""
+    root = Path(__file__).resolve().parents[2]
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
+    files = [name for name in tracked.decode().split("\0") if name]
+    assert files, "git ls-files listed nothing"
+    assert not [f for f in files if f.startswith("instance/") or f.endswith(("secret_key", ".pem", ".key", ".db"))]
+    known = re.compile(r"BEGIN [A-Z ]*PRIVATE KEY|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|xox[abprs]-[A-Za-z0-9-]+"
+                       r"|sk_live_[A-Za-z0-9]{16,}")
+    assignment = re.compile(r"""(?i)\b(?:SECRET_KEY|NEARMISS_SECRET_KEY|NEARMISS_TOKEN|API_KEY)\b\s*[:=]\s*"""
+                            r"""["'][^"'\s]{8,}""")
+    random_looking = re.compile(r"(?<![\w\-])[A-Za-z0-9_\-]{32,}(?![\w\-])")  # e.g. secrets.token_urlsafe(32)
+    found = []
+    for name in files:
+        try:
+            text = (root / name).read_text(encoding="utf-8")
+        except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
+            continue  # binary (workbooks) or deleted in the working tree
+        found += [f"{name}: {m.group()[:40]}" for m in known.finditer(text)]
+        found += [f"{name}: {m.group()[:40]}" for m in assignment.finditer(text)]
+        found += [f"{name}: {m.group()[:12]}..." for m in random_looking.finditer(text)
+                  if all(re.search(p, m.group()) for p in ("[A-Z]", "[a-z]", "[0-9]"))
+                  and not re.fullmatch(r"[A-Za-z]+(_[A-Za-z0-9]+)+", m.group())]
+    assert not found, f"key-looking strings in tracked files: {found}"
