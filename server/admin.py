@@ -7,10 +7,11 @@ leave committing to the caller, so a command's changes land together or not at a
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from workbook_templates.codelists import codes
@@ -185,3 +186,53 @@ def disable_user(session: Session, username: str, *, who: str) -> User:
         audit(session, who, "user.disable", f"user:{user.username}", role=user.role)
     return user
 
+
+# --- reading the audit log ------------------------------------------------------------------------------
+
+@dataclass
+class AuditQuery:
+    """Filters of the audit log: every given one must match (``action`` and ``who`` by prefix)."""
+
+    action: str = ""  # "download" matches download.incidents_csv, download.return, ...
+    who: str = ""  # "user:alice", "token:12", "cli"
+    since: dt.datetime | None = None  # at or after
+    until: dt.datetime | None = None  # before
+
+    def where(self) -> list:
+        clauses = []
+        if self.action.strip():
+            clauses.append(AuditEvent.action.startswith(self.action.strip(), autoescape=True))
+        if self.who.strip():
+            clauses.append(AuditEvent.who.startswith(self.who.strip(), autoescape=True))
+        if self.since is not None:
+            clauses.append(AuditEvent.at >= self.since)
+        if self.until is not None:
+            clauses.append(AuditEvent.at < self.until)
+        return clauses
+
+
+def audit_events(session: Session, query: AuditQuery, *, limit: int | None = None,
+                 offset: int = 0) -> list[AuditEvent]:
+    """The audit events matching ``query``, newest first."""
+    stmt = select(AuditEvent).where(*query.where()).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+    if offset:
+        stmt = stmt.offset(offset)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def count_audit_events(session: Session, query: AuditQuery) -> int:
+    return session.scalar(select(func.count()).select_from(AuditEvent).where(*query.where())) or 0
+
+
+def audit_actions(session: Session) -> list[str]:
+    """Every action name in the log (for the filter's choices)."""
+    return list(session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action)))
+
+
+def event_json(event: AuditEvent) -> dict:
+    at = event.at if event.at.tzinfo is not None else event.at.replace(tzinfo=dt.UTC)
+    return {"id": event.id, "at": at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"), "who": event.who,
+            "action": event.action, "what": event.what, "file_sha256": event.file_sha256,
+            "detail": event.detail or {}}

@@ -117,8 +117,9 @@ def _csv_download(kind: str) -> Response:
         frame = queries.with_derived(queries.actions_frame(session, area=area, site=site), ACTIONS, today=today)
     body = queries.frame_to_csv(frame)
     with write_session(get_db()) as write:
-        audit(write, token.who, f"download.{kind}_csv", f"area:{area}" if area else "all", area=area, site=site,
-              rows=len(frame))
+        audit(write, token.who, f"download.{kind}_csv", f"site:{site}" if site else f"area:{area}" if area else "all",
+              file_sha256=ingest.file_hash(body.encode("utf-8") if isinstance(body, str) else body), area=area,
+              site=site, rows=len(frame), via="api")
     label = "-".join(x for x in (kind, site or area or "all") if x)
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label)
     return Response(body, mimetype="text/csv", headers={

@@ -7,16 +7,18 @@
 
 Authorisation is the CSV API's (``server/api.py``): a Bearer token, 401 without a live one,
 403 for a site token or an area lead asking for another area or site.  Errors are JSON
-``{"error": message, "status": code}``.  Returns are audited (``download.return``).
+``{"error": message, "status": code}``.  Both are audited (``download.summary``, ``download.return``)
+with the SHA-256 of what was sent.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from dataclasses import dataclass
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
@@ -120,12 +122,16 @@ def summary_json():  # noqa: ANN201
     area, site = scope
     try:
         first, last = summary_months()
-        result = summaries.get_summary(get_session(), summaries.Scope(area=area, site=site),
-                                       today=summaries.today_for(), first=first, last=last)
+        body = summaries.get_summary_json(get_session(), summaries.Scope(area=area, site=site),
+                                          today=summaries.today_for(), first=first, last=last)
     except summaries.RangeError as exc:
         return json_error(400, str(exc))
-    response = jsonify(result)
+    response = Response(body, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
+    with write_session(get_db()) as session:
+        audit(session, token.who, "download.summary", f"site:{site}" if site else f"area:{area}" if area else "all",
+              file_sha256=hashlib.sha256(response.get_data()).hexdigest(), area=area, site=site,
+              months=[result["range"]["from"], result["range"]["to"]], via="api")
     return response
 
 
@@ -149,6 +155,7 @@ def commissioner_return():  # noqa: ANN201
         return json_error(400, str(exc))
     with write_session(get_db()) as session:
         audit(session, token.who, "download.return", f"site:{site}" if site else f"area:{area}",
+              file_sha256=hashlib.sha256(made.content).hexdigest(), via="api",
               area=area, site=site, period=made.period, sites=made.sites,
               commissioner=request.args.get("commissioner") or None, suppress_below=suppress)
     current_app.logger.info("return %s for %s by %s", made.period, site or area, token.who)

@@ -89,7 +89,7 @@ def serve_command(host: str, port: int, demo: bool, threads: int) -> None:
     waitress.serve(app, host=host, port=port, threads=threads, ident="nearmiss")
 
 
-@click.group("admin", help="Manage sites, areas, tokens and web logins.")
+@click.group("admin", help="Manage sites, areas, tokens and web logins; read the audit log.")
 def admin_group() -> None:
     """Administration (writes to the database of NEARMISS_INSTANCE / NEARMISS_DATABASE_URL)."""
 
@@ -170,4 +170,49 @@ def disable_user_command(username: str) -> None:
 
     user = _run_admin(disable_user, username=username)
     click.echo(f"Login {user.username} disabled.")
+
+
+def _parse_day(value: str | None, name: str):  # noqa: ANN202 - datetime | None
+    import datetime as dt
+
+    if not value:
+        return None
+    try:
+        day = dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(f"give a date as YYYY-MM-DD, not {value!r}", param_hint=name) from None
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+@admin_group.command("audit", help="Show the audit log, newest first: who did what, when, with which file.")
+@click.option("--since", default=None, metavar="DATE", help="Only events on or after this day (YYYY-MM-DD, UTC).")
+@click.option("--action", default="", metavar="X", help="Only actions starting with X, e.g. download or token.")
+@click.option("--who", default="", help="Only events by someone starting with this, e.g. user:alice or token:3.")
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="At most this many events.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
+def audit_command(since: str | None, action: str, who: str, limit: int, as_json: bool) -> None:
+    import json
+
+    from .admin import AuditQuery, audit_events, event_json
+    from .db import get_db
+
+    query = AuditQuery(action=action, who=who, since=_parse_day(since, "--since"))
+    app = _app()
+    database = get_db(app)
+    try:
+        with database.sessions() as session:
+            events = [event_json(e) for e in audit_events(session, query, limit=limit)]
+    finally:
+        database.dispose()
+    if as_json:
+        for event in events:
+            click.echo(json.dumps(event, ensure_ascii=False, sort_keys=True))
+        return
+    if not events:
+        click.echo("No audit events match.")
+        return
+    for e in events:
+        sha = f" sha256:{e['file_sha256'][:16]}" if e["file_sha256"] else ""
+        click.echo(f"{e['at']}  {e['who']:<24} {e['action']:<26} {e['what']}{sha}")
 

@@ -11,7 +11,8 @@ sites, an admin everything; anyone else gets 403.
 Pages (``views.py``): ``/login``, ``/logout``, ``/`` (each role's start page), ``/upload``
 (several workbooks at once: findings per file and a checked copy of each), ``/areas/<name>``
 and ``/sites/<code>`` (the governance summary with SPC charts drawn as SVG by ``charts.py``,
-its workbook and CSV downloads), ``/returns`` (the commissioner return).
+its workbook and CSV downloads), ``/returns`` (the commissioner return), ``/admin/audit`` (the audit
+log, administrators only).
 
 :func:`register` adds these pages and the summary/returns API to an app (create_app calls it).
 """

@@ -255,7 +255,8 @@ def checked_copy(submission_id: int):  # noqa: ANN201
     content = write_checked_copy(path.read_bytes(), findings, None, file=submission.original_name)
     with write_session(get_db()) as write:
         audit(write, user.who, "download.checked_copy", f"submission:{submission.id}",
-              site=submission.site.code, findings=len(findings))
+              file_sha256=ingest.file_hash(content), site=submission.site.code, findings=len(findings),
+              submission_file_sha256=submission.file_sha256)
     stem = Path(submission.original_name or "workbook.xlsx").stem or "workbook"
     return _download(content, f"{stem}-checked.xlsx", XLSX)
 
@@ -395,8 +396,8 @@ def _governance(kind: str, key: str) -> Response:
     data = summaries.get_summary(get_session(), scope, today=summaries.today_for(), first=first, last=last)
     content = summaries.governance_workbook(get_session(), data)
     with write_session(get_db()) as write:
-        audit(write, user.who, "download.governance", f"{kind}:{scope.label}", months=[data["range"]["from"],
-                                                                                      data["range"]["to"]])
+        audit(write, user.who, "download.governance", f"{kind}:{scope.label}", file_sha256=ingest.file_hash(content),
+              months=[data["range"]["from"], data["range"]["to"]])
     return _download(content, f"governance-{scope.label}-{data['range']['to']}.xlsx", XLSX)
 
 
@@ -416,10 +417,11 @@ def csv_download(kind: str, key: str, table: str):  # noqa: ANN201
     else:
         frame = queries.with_derived(queries.actions_frame(session_db, area=scope.area, site=scope.site),
                                      ACTIONS, today=today)
+    body = queries.frame_to_csv(frame)
     with write_session(get_db()) as write:
-        audit(write, user.who, f"download.{table}_csv", f"{kind[:-1]}:{scope.label}", area=scope.area,
-              site=scope.site, rows=len(frame))
-    return _download(queries.frame_to_csv(frame), f"{table}-{scope.label}.csv", "text/csv")
+        audit(write, user.who, f"download.{table}_csv", f"{kind[:-1]}:{scope.label}",
+              file_sha256=ingest.file_hash(body.encode("utf-8")), area=scope.area, site=scope.site, rows=len(frame))
+    return _download(body, f"{table}-{scope.label}.csv", "text/csv")
 
 
 # --- returns -----------------------------------------------------------------------------------------------
@@ -482,9 +484,67 @@ def returns():  # noqa: ANN201
         return render_template("returns.html", choices=choices, form=form, error=error,
                                commissioners=_commissioners(user)), 400
     with write_session(get_db()) as write:
-        audit(write, user.who, "download.return", form["scope"], area=area, site=site, period=made.period,
+        audit(write, user.who, "download.return", form["scope"], file_sha256=ingest.file_hash(made.content),
+              area=area, site=site, period=made.period,
               sites=made.sites, commissioner=form["commissioner"] or None, suppress_below=suppress)
     return xlsx_response(made.content, made.filename)
+
+
+# --- audit log (administrators) --------------------------------------------------------------------------
+
+AUDIT_PAGE_SIZE = 50
+
+
+def _audit_day(name: str) -> dt.date | None:
+    raw = (request.args.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"Give the {'first' if name == 'from' else 'last'} day as YYYY-MM-DD, not {raw!r}.") from None
+
+
+@bp.get("/admin/audit")
+@login_required("admin")
+def audit_log():  # noqa: ANN201
+    """Every audit event, newest first, filtered by action, who and days (UTC), a page at a time."""
+    from ..admin import AuditQuery, audit_actions, audit_events, count_audit_events
+
+    form = {k: (request.args.get(k) or "").strip()[:200] for k in ("action", "who", "from", "to")}
+    error = None
+    try:
+        first, last = _audit_day("from"), _audit_day("to")
+    except ValueError as exc:
+        error, first, last = str(exc), None, None
+    query = AuditQuery(action=form["action"], who=form["who"],
+                       since=dt.datetime.combine(first, dt.time(), dt.UTC) if first else None,
+                       until=dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.UTC) if last else None)
+    session_db = get_session()
+    total = count_audit_events(session_db, query)
+    pages = max(1, -(-total // AUDIT_PAGE_SIZE))
+    raw_page = request.args.get("page") or "1"
+    page = min(int(raw_page), pages) if raw_page.isascii() and raw_page.isdigit() and int(raw_page) > 0 else 1
+    events = audit_events(session_db, query, limit=AUDIT_PAGE_SIZE, offset=(page - 1) * AUDIT_PAGE_SIZE)
+    filters = {k: v for k, v in form.items() if v}
+
+    def page_url(n: int) -> str:
+        return url_for("web.audit_log", **filters, page=n)
+
+    return render_template("audit.html", events=events, form=form, error=error, total=total, page=page,
+                           pages=pages, page_url=page_url, actions=audit_actions(session_db),
+                           first=(page - 1) * AUDIT_PAGE_SIZE + 1 if total else 0,
+                           last=min(total, page * AUDIT_PAGE_SIZE)), (400 if error else 200)
+
+
+@bp.app_template_filter("utc")
+def _utc(value: dt.datetime | None) -> str:
+    """A stored time as "2026-12-01 18:55:14 UTC" (SQLite gives back naive UTC values)."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return f"{value.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 __all__ = ["page_model", "default_period"]

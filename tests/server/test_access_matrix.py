@@ -82,6 +82,7 @@ web.csv_download                GET    site-act-csv       302 302 302 302   302 
 web.returns                     GET    returns-page       302 302 302 302   302 302 302   302 302 302   302 302   200 200 200   200 200 200   200 200
 web.returns                     POST   return-area        302 302 302 302   302 302 302   302 302 302   302 302   403 403 403   200 403 403   200 403
 web.returns                     POST   return-site        302 302 302 302   302 302 302   302 302 302   302 302   200 403 403   200 403 403   200 403
+web.audit_log                   GET    audit-page         302 302 302 302   302 302 302   302 302 302   302 302   403 403 403   403 403 403   200 200
 """
 
 
@@ -184,6 +185,7 @@ def build(case: str, t: Target, world: World, caller: str) -> Request:
                                        csrf=True),
         "return-site": lambda: Request("POST", "/returns", data={"scope": f"site:{site}", "period": PERIOD},
                                        csrf=True),
+        "audit-page": lambda: Request("GET", "/admin/audit"),
     }
     return paths[case]()
 
