@@ -780,15 +780,16 @@ class MeasureResult:
         """
         i = self._latest
         rule = None if i is None else self.chart["rule"][i]
+        labels = _month_labels(self.months)  # (cached: one list for every result of a summary)
         return {
             "name": self.name, "label": self.label, "kind": self.kind, "improvement": self.improvement,
-            "signal": self.signal, "latest_month": _month_str(self.latest_month),
+            "signal": self.signal, "latest_month": None if i is None else labels[i],
             "latest_value": None if i is None else _num(self.values[i]),
             "latest_point_type": self.latest_point_type,
             "latest_rule": rule or None,
             "latest_rule_description": None if rule is None else RULE_DESCRIPTIONS.get(rule),
             "trial_limits": bool(self.trial_limits), "points": int(np.isfinite(self.values).sum()),
-            "months": _month_labels(self.months),
+            "months": labels,
             "values": list(self.json_lists["values"]) if self.json_lists else _jlist(self.values),
             "spc": ({c: list(self.json_lists[c]) for c in _SPC_JSON} if self.json_lists
                     else {c: _jlist(self.chart[c]) for c in _SPC_JSON}),
@@ -804,7 +805,7 @@ def _month_labels(months: pd.DatetimeIndex) -> list[str]:
     """["YYYY-MM", ...] of a month index (cached: every result of a summary shares one index)."""
     if months.empty:
         return []
-    key = (int(months.asi8[0]), str(months.dtype), len(months))  # (no slicing: it costs more than the labels)
+    key = (int(months.asi8[0]), months.dtype, len(months))  # (no slicing, no str(dtype): both cost more)
     if key not in _LABEL_CACHE:
         if len(_LABEL_CACHE) > 256:
             _LABEL_CACHE.clear()

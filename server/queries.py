@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Mapping
 
 import pandas as pd
 from sqlalchemy import Select, select
@@ -60,38 +61,107 @@ def _scope(query: Select, *, area: str | None, site: str | None) -> Select:
     return query
 
 
-def _rows_frame(session: Session, model: type, fields: tuple[Field, ...], *, area: str | None, site: str | None,
-                site_first: bool) -> pd.DataFrame:
+_TABLE_OF = {"incidents": (Incident, INCIDENTS.fields, False), "actions": (Action, ACTIONS.fields, True),
+             "exposure": (ExposureMonth, EXPOSURE_FIELDS, True)}  # model, fields, site_code first
+
+
+def _layout(table: str) -> tuple[list[str], list[str], dict[str, str]]:
+    """The database columns read (after ``site_code``), the frame's columns in order, and their dtypes."""
+    _, fields, site_first = _TABLE_OF[table]
     stored = stored_fields(fields)
     names = [f.name for f in stored if f.name != "site_code"]
+    order = [f.name for f in stored]
+    if "site_code" not in order or site_first:
+        order = ["site_code", *[n for n in order if n != "site_code"]]
+    return names, [*order, "_row"], {f.name: pandas_dtype(f) for f in stored} | {"_row": "Int64"}
+
+
+def empty_rows_frame(table: str) -> pd.DataFrame:
+    """The typed frame of ``table`` with no rows."""
+    names, order, dtypes = _layout(table)
+    return typed_frame([], ["site_code", *names, "_row"], dtypes)[order]
+
+
+def _rows_frame(session: Session, table: str, *, area: str | None = None, site: str | None = None,
+                submission_id: int | None = None) -> pd.DataFrame:
+    """Rows of ``table`` ("incidents", "actions", "exposure") of the current submissions in scope,
+    or of one submission (current or not), typed, straight from the database."""
+    model = _TABLE_OF[table][0]
+    names, order, dtypes = _layout(table)
     query = (select(Site.code, *(getattr(model, n) for n in names), model.excel_row)
              .join(Submission, model.submission_id == Submission.id)
              .join(Site, model.site_id == Site.id)
              .join(Area, Site.area_id == Area.id)
-             .where(Submission.is_current.is_(True))
              .order_by(Site.code, model.excel_row, model.id))
-    rows = session.execute(_scope(query, area=area, site=site)).all()
-    frame = typed_frame(rows, ["site_code", *names, "_row"],
-                        {f.name: pandas_dtype(f) for f in stored} | {"_row": "Int64"})
-    order = [f.name for f in stored]
-    if "site_code" not in order or site_first:
-        order = ["site_code", *[n for n in order if n != "site_code"]]
-    return frame[[*order, "_row"]]
+    if submission_id is None:
+        query = _scope(query.where(Submission.is_current.is_(True)), area=area, site=site)
+    else:
+        query = query.where(Submission.id == submission_id)
+    rows = session.execute(query).all()
+    return typed_frame(rows, ["site_code", *names, "_row"], dtypes)[order]
 
 
-def incidents_frame(session: Session, *, area: str | None = None, site: str | None = None) -> pd.DataFrame:
-    """Current incident rows: the contract's stored fields in contract order, then ``_row``."""
-    return _rows_frame(session, Incident, INCIDENTS.fields, area=area, site=site, site_first=False)
+def submission_frames(session: Session, submission_id: int) -> dict[str, pd.DataFrame]:
+    """The typed frames of one submission: {"incidents", "actions", "exposure"}."""
+    return {table: _rows_frame(session, table, submission_id=submission_id) for table in _TABLE_OF}
 
 
-def actions_frame(session: Session, *, area: str | None = None, site: str | None = None) -> pd.DataFrame:
+def _current_rows(session: Session, table: str, *, area: str | None, site: str | None,
+                  columns: list[str] | None = None) -> pd.DataFrame:
+    """The current rows of ``table`` in scope, from the app's snapshots when there is an app, in site order."""
+    store = _store()
+    if store is None:
+        frame = _rows_frame(session, table, area=area, site=site)
+        return frame if columns is None else frame[columns]
+    from .snapshots import concat_frames
+
+    query = (select(Submission.id, Submission.content_sha256, Site.code, Area.name)
+             .join(Site, Submission.site_id == Site.id).join(Area, Site.area_id == Area.id)
+             .where(Submission.is_current.is_(True)).order_by(Site.code))
+    current = session.execute(query).all()  # every site's (a few hundred rows): in scope, and what to keep
+    store.forget_except([(sid, sha) for sid, sha, _, _ in current])
+    wanted = [(sid, sha) for sid, sha, code, area_name in current
+              if (area is None or area_name == area) and (site is None or code == site.strip().upper())]
+    kept = store.tables(wanted, lambda sid: submission_frames(session, sid))
+    return concat_frames([k[table] for k in kept], _EMPTY[table], columns)
+
+
+def _store():  # noqa: ANN202 - server.snapshots.SnapshotStore | None
+    """The app's snapshot store (made on first use, in the instance folder), or None outside an app."""
+    from flask import current_app, has_app_context
+
+    if not has_app_context():
+        return None
+    store = current_app.extensions.get("nearmiss_snapshots")
+    if store is None:
+        from pathlib import Path
+
+        from .snapshots import FOLDER, SnapshotStore
+
+        store = current_app.extensions.setdefault(
+            "nearmiss_snapshots", SnapshotStore(Path(current_app.instance_path) / FOLDER))
+    return store
+
+
+_EMPTY = {table: empty_rows_frame(table) for table in _TABLE_OF}  # (concat_frames copies, never changes them)
+
+
+def incidents_frame(session: Session, *, area: str | None = None, site: str | None = None,
+                    columns: list[str] | None = None) -> pd.DataFrame:
+    """Current incident rows: the contract's stored fields in contract order, then ``_row`` (or ``columns``)."""
+    return _current_rows(session, "incidents", area=area, site=site, columns=columns)
+
+
+def actions_frame(session: Session, *, area: str | None = None, site: str | None = None,
+                  columns: list[str] | None = None) -> pd.DataFrame:
     """Current action rows: ``site_code``, the contract's stored fields in contract order, ``_row``."""
-    return _rows_frame(session, Action, ACTIONS.fields, area=area, site=site, site_first=True)
+    return _current_rows(session, "actions", area=area, site=site, columns=columns)
 
 
-def exposure_frame(session: Session, *, area: str | None = None, site: str | None = None) -> pd.DataFrame:
+def exposure_frame(session: Session, *, area: str | None = None, site: str | None = None,
+                   columns: list[str] | None = None) -> pd.DataFrame:
     """Current exposure months: ``site_code`` and the contract's exposure fields, ``_row``."""
-    return _rows_frame(session, ExposureMonth, EXPOSURE_FIELDS, area=area, site=site, site_first=True)
+    return _current_rows(session, "exposure", area=area, site=site, columns=columns)
 
 
 def sites_frame(session: Session, *, area: str | None = None, site: str | None = None) -> pd.DataFrame:
@@ -125,13 +195,18 @@ def _utc(moment: dt.datetime | None) -> dt.datetime | None:
 
 
 def current_frames(session: Session, *, area: str | None = None, site: str | None = None,
+                   columns: Mapping[str, list[str]] | None = None,
                    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """``(incidents, actions, exposure, sites)`` of the current submissions, all sites or one area/site.
 
-    ``area`` is an area name, ``site`` a site code.  Four queries in all, whatever the number of sites.
+    ``area`` is an area name, ``site`` a site code; ``columns`` may name, per table, the only columns
+    wanted.  The rows come from the snapshots of the current submissions (:mod:`server.snapshots`).
     """
-    return (incidents_frame(session, area=area, site=site), actions_frame(session, area=area, site=site),
-            exposure_frame(session, area=area, site=site), sites_frame(session, area=area, site=site))
+    columns = columns or {}
+    return (incidents_frame(session, area=area, site=site, columns=columns.get("incidents")),
+            actions_frame(session, area=area, site=site, columns=columns.get("actions")),
+            exposure_frame(session, area=area, site=site, columns=columns.get("exposure")),
+            sites_frame(session, area=area, site=site))
 
 
 # --- CSV -------------------------------------------------------------------------------------------

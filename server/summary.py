@@ -58,7 +58,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from addin import trends
-from workbook_templates.contract import ACTIONS
 from workbook_templates.rules import RULES_BY_ID
 
 from . import queries
@@ -268,8 +267,9 @@ def overdue_actions(actions: pd.DataFrame, *, today: dt.date) -> list[dict]:
     """Actions open or in progress and past their due date on ``today``, most overdue first."""
     if not len(actions):
         return []
-    derived = queries.with_derived(actions, ACTIONS, today=today)
-    late = derived[(derived["overdue"] == "overdue").to_numpy(dtype=bool)].copy()
+    from addin.reader import overdue
+
+    late = actions[overdue(actions, today).to_numpy(dtype=bool)].copy()  # (the few late rows, not all)
     late["days_overdue"] = (pd.Timestamp(today) - late["due_date"]).dt.days
     late = late.sort_values(["days_overdue", "site_code", "action_ref"], ascending=[False, True, True])
     out = []
@@ -302,7 +302,8 @@ class Scope:
 def build_summary(session: Session, scope: Scope, *, today: dt.date, first: pd.Timestamp | None = None,
                   last: pd.Timestamp | None = None) -> dict:
     """The summary of ``scope`` (uncached): :func:`addin.trends.area_summary` plus the server's part."""
-    incidents, actions, exposure, sites = queries.current_frames(session, area=scope.area, site=scope.site)
+    incidents, actions, exposure, sites = queries.current_frames(session, area=scope.area, site=scope.site,
+                                                                 columns=SUMMARY_COLUMNS)
     first, last = choose_months(first, last, today=today, incidents=incidents, actions=actions)
     default_first, default_last = choose_months(None, None, today=today, incidents=incidents, actions=actions)
     site_map = {str(r["site_code"]): {"setting": _text(r["setting"]), "site_name": _text(r["site_name"])}
@@ -324,6 +325,16 @@ def build_summary(session: Session, scope: Scope, *, today: dt.date, first: pd.T
         "overdue_actions": overdue_actions(actions, today=today),
     })
     return summary
+
+
+# What a summary reads of the rows (trends.area_summary and overdue_actions): a summary of 200
+# sites then turns a few columns, not all forty, into pandas.
+SUMMARY_COLUMNS = {
+    "incidents": ["site_code", "occurred_at", "event_type", "category", "physical_harm", "status",
+                  "learning_theme", "_row"],
+    "actions": ["site_code", "action_ref", "incident_refs", "action", "action_type", "owner_role", "raised_date",
+                "due_date", "status", "completed_date", "_row"],
+}
 
 
 class SummaryCache:
@@ -381,13 +392,30 @@ def fingerprint(session: Session, scope: Scope) -> tuple:
 def get_summary(session: Session, scope: Scope, *, today: dt.date, first: pd.Timestamp | None = None,
                 last: pd.Timestamp | None = None, app: Flask | None = None) -> dict:
     """The summary of ``scope`` for the months asked for, from the cache when nothing has changed."""
+    return _cached_summary(session, scope, today=today, first=first, last=last, app=app)[0]
+
+
+def get_summary_json(session: Session, scope: Scope, *, today: dt.date, first: pd.Timestamp | None = None,
+                     last: pd.Timestamp | None = None, app: Flask | None = None) -> str:
+    """:func:`get_summary` as the API's JSON text, itself cached: a summary of 200 sites is megabytes."""
+    summary, key = _cached_summary(session, scope, today=today, first=first, last=last, app=app)
+    cache = cache_for(app)
+    text = cache.get(("json", *key))
+    if text is None:
+        text = (app or current_app).json.dumps(summary)
+        cache.put(("json", *key), text)
+    return text
+
+
+def _cached_summary(session: Session, scope: Scope, *, today: dt.date, first: pd.Timestamp | None,
+                    last: pd.Timestamp | None, app: Flask | None) -> tuple[dict, tuple]:
     cache = cache_for(app)
     key = (scope, today, first, last, fingerprint(session, scope))
     summary = cache.get(key)
     if summary is None:
         summary = build_summary(session, scope, today=today, first=first, last=last)
         cache.put(key, summary)
-    return summary
+    return summary, key
 
 
 # --- the governance workbook ---------------------------------------------------------------------------
@@ -426,5 +454,5 @@ def xlsx_bytes(write: Any, *args: Any, **kwargs: Any) -> bytes:
         return path.read_bytes()
 
 
-__all__ = ["Scope", "RangeError", "build_summary", "get_summary", "governance_workbook", "parse_month",
+__all__ = ["Scope", "RangeError", "build_summary", "get_summary", "get_summary_json", "governance_workbook", "parse_month",
            "today_for", "month_label", "xlsx_bytes"]

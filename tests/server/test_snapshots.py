@@ -1,0 +1,136 @@
+"""server.snapshots: the current rows kept as Arrow tables give exactly what the database gives."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Callable
+
+import pandas as pd
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import event
+
+from server import create_app
+from server.db import get_db
+from server.queries import _rows_frame, current_frames
+from server.snapshots import FOLDER
+
+from .support import site_token, upload
+
+TABLES = ("incidents", "actions", "exposure")
+SCOPES = ({}, {"area": "North"}, {"area": "South"}, {"site": "OAK"}, {"site": "oak"}, {"site": "NEW"})
+
+
+def send_three_sites(app: Flask, client: FlaskClient, workbooks) -> None:  # noqa: ANN001
+    for code, area, seed, setting in (("OAK", "North", 1, "care_home"), ("ELM", "North", 3, "homecare"),
+                                      ("BIR", "South", 5, "care_home")):
+        token = site_token(app, code, name=f"{code} House", area=area, setting=setting)
+        path = workbooks.path(code, seed=seed, **({"setting": setting} if code == "ELM" else {}))
+        assert upload(client, token, path).status_code == 201
+    site_token(app, "NEW", name="New House", area="North")  # registered, nothing sent yet
+
+
+def from_snapshots(app: Flask, **scope) -> tuple[pd.DataFrame, ...]:  # noqa: ANN003
+    with app.app_context(), get_db(app).sessions() as session:
+        return current_frames(session, **scope)[:3]
+
+
+def from_database(app: Flask, **scope) -> tuple[pd.DataFrame, ...]:  # noqa: ANN003
+    with get_db(app).sessions() as session:  # no app context: no snapshot store, rows straight from SQL
+        return tuple(_rows_frame(session, table, **scope) for table in TABLES)
+
+
+def assert_same(app: Flask) -> None:
+    for scope in SCOPES:
+        for table, kept, direct in zip(TABLES, from_snapshots(app, **scope), from_database(app, **scope)):
+            pd.testing.assert_frame_equal(kept.reset_index(drop=True), direct.reset_index(drop=True),
+                                          obj=f"{table} {scope}")
+
+
+def row_queries(app: Flask, read: Callable[[], object]) -> list[str]:
+    """The SELECTs of the row tables that ``read()`` makes."""
+    seen: list[str] = []
+    engine = get_db(app).engine
+    listener = lambda *args: seen.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        read()
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    return [s for s in seen if any(f"FROM {t}" in s for t in ("incidents", "actions", "exposure_months"))]
+
+
+def test_snapshots_equal_the_database_before_and_after_a_newer_log(app: Flask, client: FlaskClient,
+                                                                   workbooks) -> None:  # noqa: ANN001
+    send_three_sites(app, client, workbooks)
+    assert_same(app)
+    assert upload(client, site_token(app, "OAK"), workbooks.path("OAK", seed=2)).status_code == 201  # supersedes
+    assert_same(app)
+    incidents = from_snapshots(app, site="OAK")[0]
+    assert len(incidents) == len(workbooks.records("OAK", seed=2).incidents)
+
+    # Kept in memory: a second read of the rows asks the database for none of them.
+    assert row_queries(app, lambda: from_snapshots(app)) == []
+
+
+def test_files_are_private_and_only_current_submissions_keep_one(app: Flask, client: FlaskClient,
+                                                                   workbooks) -> None:  # noqa: ANN001
+    send_three_sites(app, client, workbooks)
+    from_snapshots(app)
+    folder = app.instance_path + "/" + FOLDER
+    first = {p.name for p in _files(app)}
+    assert len(first) == 3 * len(TABLES)  # three current submissions, three tables each
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in _files(app)), folder
+
+    assert upload(client, site_token(app, "OAK"), workbooks.path("OAK", seed=2)).status_code == 201
+    from_snapshots(app)
+    second = {p.name for p in _files(app)}
+    assert len(second) == 3 * len(TABLES)
+    assert len(first - second) == len(TABLES)  # the superseded log's files are gone
+
+
+def _files(app: Flask) -> list:
+    from pathlib import Path
+
+    return sorted((Path(app.instance_path) / FOLDER).glob("*.arrow"))
+
+
+def test_a_restarted_server_reads_the_files_and_remakes_a_damaged_one(app: Flask, client: FlaskClient, workbooks,
+                                                                      make_app) -> None:  # noqa: ANN001
+    send_three_sites(app, client, workbooks)
+    expected = from_snapshots(app)
+
+    restarted = make_app()  # same instance folder and database, empty memory
+    assert row_queries(restarted, lambda: from_snapshots(restarted)) == []  # all from the files
+    for kept, want in zip(from_snapshots(restarted), expected):
+        pd.testing.assert_frame_equal(kept, want)
+
+    damaged = next(p for p in _files(app) if ".incidents." in p.name)
+    damaged.write_bytes(b"not arrow at all")
+    again = make_app()
+    assert len(row_queries(again, lambda: from_snapshots(again))) == len(TABLES)  # one submission re-read
+    for kept, want in zip(from_snapshots(again), expected):
+        pd.testing.assert_frame_equal(kept, want)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_new_database_in_the_same_instance_never_gets_the_old_rows(app: Flask, client: FlaskClient, workbooks,
+                                                                      instance, monkeypatch) -> None:  # noqa: ANN001
+    token = site_token(app, "OAK")
+    assert upload(client, token, workbooks.path("OAK", seed=1)).status_code == 201
+    old = from_snapshots(app)[0]
+    get_db(app).dispose()
+
+    # The same folder with another database file: submission 1 is now another log of the same site.
+    monkeypatch.setenv("NEARMISS_DATABASE_URL", f"sqlite:///{instance}/other.db")
+    other = create_app({"TESTING": True})
+    try:
+        other_client = other.test_client()
+        assert upload(other_client, site_token(other, "OAK"), workbooks.path("OAK", seed=2)).status_code == 201
+        new = from_snapshots(other)[0]
+        assert len(new) == len(workbooks.records("OAK", seed=2).incidents) != len(old)
+        pd.testing.assert_frame_equal(new.reset_index(drop=True),
+                                      from_database(other)[0].reset_index(drop=True))
+    finally:
+        get_db(other).dispose()
