@@ -224,8 +224,8 @@ def precheck(data: bytes, *, sheets: Iterable[str] | None = None) -> Precheck:
                 for sheet_name, sheet_xml in texts.items():
                     _check_text_volume(sheet_name, sheet_xml, lengths)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-            raise WorkbookError("The file is damaged (a part of it does not read back correctly: "
-                                f"{exc}). Copy it again from the original or save it again in Excel.") from exc
+            raise WorkbookError("The file is damaged: a part of it does not read back correctly. Copy it again "
+                                "from the original, or open it in Excel and save it again.") from exc
     return report
 
 
@@ -282,15 +282,16 @@ def _check_members(infos: list[zipfile.ZipInfo]) -> None:
                                 "Protect Workbook, then save.")
         if info.file_size > MAX_MEMBER_BYTES:
             raise WorkbookError(f"A part of the file ({name}) would unpack to {info.file_size / 2**20:.0f} MB, "
-                                "far more than a site log needs; it was not opened.")
+                                "far more than a site log needs; it was not opened. Check that it is the right "
+                                "file.")
         if info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * max(info.compress_size, 1):
             ratio = info.file_size // max(info.compress_size, 1)
             raise WorkbookError(f"A part of the file ({name}) is compressed {ratio} times over, as zip bombs are; "
-                                "it was not opened.")
+                                "it was not opened. Check that it is the right file.")
         total += info.file_size
     if total > MAX_TOTAL_BYTES:
         raise WorkbookError(f"The file would unpack to {total / 2**20:.0f} MB, far more than a site log needs; "
-                            "it was not opened.")
+                            "it was not opened. Check that it is the right file.")
 
 
 def _check_kind(zf: zipfile.ZipFile, names: set[str]) -> None:
@@ -324,7 +325,8 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     with zf.open(info) as fh:
         data = fh.read(info.file_size + 1)
     if len(data) > info.file_size:
-        raise WorkbookError(f"A part of the file ({info.filename}) is larger than it says; it was not opened.")
+        raise WorkbookError(f"A part of the file ({info.filename}) is larger than it says; it was not opened. "
+                            "Copy it again from the original, or open it in Excel and save it again.")
     return data
 
 
@@ -343,8 +345,9 @@ def _check_no_dtd(name: str, xml: bytes) -> None:
     found = (_re2_found(text, _RE2_DTD, ignore_case=True) if len(text) > 65_536
              else b"<!" in text and _DTD.search(text) is not None)
     if found:
-        raise WorkbookError(f"A part of the file ({name}) declares a DOCTYPE or ENTITY, which Excel never writes; "
-                            "the file was not opened. Save it again from Excel.")
+        raise WorkbookError(f"A part of the file ({name}) holds a DOCTYPE or ENTITY declaration, which Excel never "
+                            "writes (files built to attack a server do); it was not opened. Open the workbook in "
+                            "Excel, save it again and send the new copy.")
 
 
 def _sheet_parts(zf: zipfile.ZipFile, names: set[str]) -> dict[str, str]:
@@ -375,8 +378,9 @@ def _parse(zf: zipfile.ZipFile, name: str) -> ElementTree.Element:
     try:
         return DefusedET.fromstring(xml)
     except DefusedXmlException as exc:
-        raise WorkbookError(f"A part of the file ({name}) declares a DOCTYPE or ENTITY, which Excel never writes; "
-                            "the file was not opened. Save it again from Excel.") from exc
+        raise WorkbookError(f"A part of the file ({name}) holds a DOCTYPE or ENTITY declaration, which Excel never "
+                            "writes (files built to attack a server do); it was not opened. Open the workbook in "
+                            "Excel, save it again and send the new copy.") from exc
     except ElementTree.ParseError as exc:
         raise WorkbookError(f"The workbook is damaged ({name} cannot be read: {exc}). "
                             "Open it in Excel and save it again.") from exc
