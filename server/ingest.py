@@ -26,6 +26,7 @@ import datetime as dt
 import fcntl
 import hashlib
 import json
+import logging
 import math
 import os
 import sys
@@ -75,6 +76,23 @@ class WrongSite(IngestError):
 
 class UnknownSite(IngestError):
     status = 422
+
+
+class ReaderFailed(IngestError, RuntimeError):
+    """Reading failed through a fault of the server's, not of the file; nothing was stored (HTTP 500).
+
+    The user sees ``message``; ``detail`` (the worker's traceback) goes to the log only.
+    """
+
+    status = 500
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("The server could not read the workbook because of a fault on the server, not in your "
+                         "file. Nothing was stored. Try again later; if it happens again, tell your administrator.")
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.message}\n{self.detail}"
 
 
 @dataclass
@@ -346,6 +364,7 @@ class Isolation:
     memory_mb: int = 4096  # address space of the worker (RLIMIT_AS); pandas alone maps ~1.5 GB
 
 
+logger = logging.getLogger(__name__)
 PRELOAD = ["addin.reader", "addin.validate", "server.ingest"]
 _CRASHED = ("The workbook could not be read: reading it stopped the reader (the file may be damaged or "
             "built to harm). Open it in Excel, save it again and send the new copy; if that fails, "
@@ -356,23 +375,29 @@ def run_isolated(fn: Any, *args: Any, isolation: Isolation) -> Any:
     """``fn(*args)`` in a forkserver worker process under ``isolation``'s limits.
 
     :class:`IngestError` raised by ``fn`` is raised again here.  A worker that dies (a native
-    abort, the memory cap) or overruns the time limit becomes :class:`NotAWorkbook`.
+    abort, the memory cap) or overruns the time limit becomes :class:`NotAWorkbook`; any other
+    exception in the worker, :class:`ReaderFailed`.  Each read is logged (``server.ingest``, INFO)
+    with the worker's pid, outcome, time and peak resident memory.
     """
     import multiprocessing
+    import time
 
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)  # imported once in the fork server, not per upload
     receiver, sender = context.Pipe(duplex=False)
     worker = context.Process(target=_worker, args=(sender, fn, args, isolation.memory_mb), daemon=True,
                              name="nearmiss-reader")
+    started = time.monotonic()
     worker.start()
     sender.close()
+    status, usage = "crashed", {}
     try:
         if not receiver.poll(isolation.timeout_s):
+            status = "timeout"
             raise NotAWorkbook(f"Reading the workbook took longer than {isolation.timeout_s:g} seconds, so it was "
                                "stopped. Check that it is the right file; a site log reads in a few seconds.")
         try:
-            status, payload = receiver.recv()
+            status, payload, usage = receiver.recv()
         except (EOFError, OSError):
             raise NotAWorkbook(_CRASHED) from None
     finally:
@@ -380,14 +405,31 @@ def run_isolated(fn: Any, *args: Any, isolation: Isolation) -> Any:
         if worker.is_alive():
             worker.kill()
         worker.join(5)
+        logger.info("reader worker %s: %s in %.2f s, peak %s MB resident (%s MB at start), limit %d MB",
+                    worker.pid, status, time.monotonic() - started, usage.get("peak_mb", "?"),
+                    usage.get("start_mb", "?"), isolation.memory_mb,
+                    extra={"worker_pid": worker.pid, "worker_status": status, "worker_usage": usage})
     if status == "ok":
         return payload
     if status == "refused":
         raise NotAWorkbook(payload)
     if status == "memory":
-        raise NotAWorkbook("The workbook needs more memory to read than a site log can; it was stopped. "
-                           "Check that it is the right file.")
-    raise RuntimeError(f"reading the workbook failed in the worker process: {payload}")
+        raise NotAWorkbook("The workbook needs more memory to read than a site log can, so reading it was "
+                           "stopped. Check that it is the right file; a site log reads in a few seconds.")
+    logger.error("reading a workbook failed in the worker process: %s", payload)
+    raise ReaderFailed(f"reading the workbook failed in the worker process: {payload}")
+
+
+def _resident_mb(key: str) -> int | None:
+    """This process's resident memory (VmRSS) or its peak (VmHWM) in MB, from /proc (None elsewhere)."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(key.encode() + b":"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        return None
+    return None
 
 
 def _worker(sender: Any, fn: Any, args: tuple, memory_mb: int) -> None:
@@ -397,14 +439,20 @@ def _worker(sender: Any, fn: Any, args: tuple, memory_mb: int) -> None:
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash must not leave a core file of health data
+    start_mb = _resident_mb("VmRSS")
+
+    def usage() -> dict:
+        return {"start_mb": start_mb, "peak_mb": _resident_mb("VmHWM")}
+
     try:
-        sender.send(("ok", fn(*args)))
+        result = fn(*args)
+        sender.send(("ok", result, usage()))
     except IngestError as exc:
-        sender.send(("refused", exc.message))
+        sender.send(("refused", exc.message, usage()))
     except MemoryError:
-        sender.send(("memory", ""))
+        sender.send(("memory", "", usage()))
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
-        sender.send(("error", traceback.format_exc(limit=8)))
+        sender.send(("error", traceback.format_exc(limit=8), usage()))
     finally:
         sender.close()
 
