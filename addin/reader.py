@@ -1046,6 +1046,8 @@ def _read_table(grid: list[list], sheet, actual: str, file: str) -> tuple[pd.Dat
 
 def _formula_findings(cells: list[str], frame: pd.DataFrame, layout: SheetLayout, sheet, file: str) -> list[Finding]:
     """NM093 for input cells holding a formula with no saved result (derived columns are recomputed anyway)."""
+    if not cells:  # the usual case: no need to index the rows' refs
+        return []
     letters = {v: k for k, v in layout.columns.items()}
     refs = dict(zip(frame["_row"], frame[sheet.ref_field])) if sheet.ref_field in frame else {}
     out = []
