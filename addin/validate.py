@@ -24,7 +24,7 @@ from workbook_templates.contract import ACTIONS, INCIDENTS
 from workbook_templates.records import SiteRecords
 from workbook_templates.rules import RULES_BY_ID
 
-from .checks import CHECKS, FIELDS, Frames, Hit, today_stamp
+from .checks import CHECKS, FIELDS, SITE, Frames, Hit, today_stamp
 from .findings import Finding, make_finding
 from .reader import FIELDS_BY_KIND, ReadResult, SheetLayout, default_layout, normalise_frame, read_workbook
 
@@ -61,7 +61,8 @@ def validate_records(records: SiteRecords, *, today: dt.date | None = None, file
     findings: list[Finding] = []
     for rule_id in (CHECKS if rules is None else list(rules)):
         for hit in CHECKS[rule_id](frames):
-            findings += _findings(rule_id, hit, frames, layout, file)
+            for _site, found in _findings_by_site(rule_id, hit, frames, [layout], [file]):
+                findings += found
     return sort_findings(findings, layout=layout)
 
 
@@ -130,36 +131,37 @@ _CONTRACT_DTYPE = {"date": "datetime64[us]", "int": "Int64", "number": "float64"
 
 def _findings_by_site(rule_id: str, hit: Hit, frames: Frames, layouts: list[dict[str, SheetLayout]],
                       files: list[str]) -> list[tuple[int, list[Finding]]]:
-    """``_findings`` of a hit over stacked frames, split by workbook: [(site position, findings)].
+    """Finding objects for the rows a hit masks, split by workbook: [(site position, findings)].
 
-    The same findings, in the same order, as ``_findings`` gives for each workbook alone; the
-    flagged rows are gathered once for all sites rather than once per site.
+    The frames hold one workbook (no ``_site`` column: every row is site 0) or many stacked;
+    each site's findings are in row order, as for that workbook alone.  Only the flagged rows
+    of the few columns a finding shows are gathered (the only per-row step).
     """
     frame = hit.frame if hit.frame is not None else frames.frame(hit.record)
-    mask = hit.mask
-    if mask.dtype == bool and mask.index.equals(frame.index):  # the usual case: one flag per row, no gaps
-        flags = mask.to_numpy()
-    else:
-        flags = mask.reindex(frame.index, fill_value=False).fillna(False).astype(bool).to_numpy()
-    if not flags.any():
+    positions = np.flatnonzero(_flags(hit.mask, frame.index))
+    if not positions.size:
         return []
-    rows = frame[flags]
-    sites = rows["_site"].to_numpy()
+    sites = frame[SITE].to_numpy()[positions] if SITE in frame else np.zeros(positions.size, dtype=np.int64)
+    usable: dict[int, SheetLayout] = {}
+    for site in np.unique(sites).tolist():
+        sheet_layout = layouts[site][hit.record]
+        if sheet_layout.found and (hit.record == "site" or hit.field in sheet_layout.columns):
+            usable[site] = sheet_layout  # a missing sheet or column is left out: NM090/NM092 say so
+    if not usable:
+        return []
+    if len(usable) < len(np.unique(sites)):
+        keep = np.isin(sites, list(usable))
+        positions, sites = positions[keep], sites[keep]
+    ref_field = REF_FIELD.get(hit.record)
+    wanted = [n for n in dict.fromkeys([ref_field, "_row", hit.field, f"_raw_{hit.field}"]) if n and n in frame]
+    rows = frame[wanted].iloc[positions]
     label = _label(rule_id, hit)
     values = _values(hit, rows)
-    ref_field = REF_FIELD.get(hit.record)
     refs = rows[ref_field].tolist() if ref_field and ref_field in rows else [""] * len(rows)
     excel_rows = rows["_row"].tolist() if "_row" in rows else [None] * len(rows)
     out: dict[int, list[Finding]] = {}
-    usable: dict[int, SheetLayout | None] = {}
     for site, row, ref, value in zip(sites.tolist(), excel_rows, refs, values):
-        if site not in usable:
-            sheet_layout = layouts[site][hit.record]
-            ok = sheet_layout.found and (hit.record == "site" or hit.field in sheet_layout.columns)
-            usable[site] = sheet_layout if ok else None  # a missing sheet or column: NM090/NM092 say so
         sheet_layout = usable[site]
-        if sheet_layout is None:
-            continue
         if hit.record == "site":
             cell = sheet_layout.cell(hit.field)
         else:
@@ -168,6 +170,13 @@ def _findings_by_site(rule_id: str, hit: Hit, frames: Frames, layouts: list[dict
             rule_id, file=files[site], sheet=sheet_layout.sheet, cell=cell,
             ref="" if pd.isna(ref) else str(ref), label=label, value=_display(value)))
     return list(out.items())
+
+
+def _flags(mask: pd.Series, index: pd.Index) -> np.ndarray:
+    """A hit's mask as one bool per row of the frame (rows it does not name are not flagged)."""
+    if mask.dtype == bool and mask.index.equals(index):  # the usual case: one flag per row, no gaps
+        return mask.to_numpy()
+    return mask.reindex(index, fill_value=False).fillna(False).astype(bool).to_numpy()
 
 
 def build_frames(records: SiteRecords, today: dt.date | pd.Timestamp | None = None) -> Frames:
@@ -183,36 +192,6 @@ def build_frames(records: SiteRecords, today: dt.date | pd.Timestamp | None = No
     site_frame = normalise_frame(pd.DataFrame([{k: v for k, v in site.items()}], dtype=object), "site")
     return Frames(incidents=table(records.incidents, "incidents"), actions=table(records.actions, "actions"),
                   site=site_frame, exposure=table(records.exposure, "exposure"), today=today_stamp(today))
-
-
-def _findings(rule_id: str, hit: Hit, frames: Frames, layout: dict[str, SheetLayout], file: str) -> list[Finding]:
-    """Finding objects for the rows a hit masks (the only per-row step, over flagged rows only)."""
-    frame = hit.frame if hit.frame is not None else frames.frame(hit.record)
-    mask = hit.mask.reindex(frame.index, fill_value=False).fillna(False).astype(bool)
-    if not mask.any():
-        return []
-    sheet_layout = layout[hit.record]
-    if not sheet_layout.found:
-        return []  # the sheet is missing: NM090 already says so
-    if hit.record != "site" and hit.field not in sheet_layout.columns:
-        return []  # the column is missing from the sheet: NM092 already says so
-    rows = frame[mask]
-    label = _label(rule_id, hit)
-    values = _values(hit, rows)
-    ref_field = REF_FIELD.get(hit.record)
-    refs = rows[ref_field] if ref_field and ref_field in rows else pd.Series("", index=rows.index)
-    excel_rows = rows["_row"].tolist() if "_row" in rows else [None] * len(rows)
-
-    def cell(row: object) -> str:
-        if hit.record == "site":
-            return sheet_layout.cell(hit.field)
-        return "" if row is None or pd.isna(row) else sheet_layout.cell(hit.field, int(row))
-
-    return [
-        make_finding(rule_id, file=file, sheet=sheet_layout.sheet, cell=cell(r), ref="" if pd.isna(ref) else str(ref),
-                     label=label, value=_display(v))
-        for r, ref, v in zip(excel_rows, refs.tolist(), values)
-    ]
 
 
 def _label(rule_id: str, hit: Hit) -> str:
