@@ -70,6 +70,11 @@ def serve_command(host: str, port: int, demo: bool, threads: int) -> None:
     from .db import get_db
 
     click.echo(f"nearmiss: database {get_db(app).engine.url.render_as_string(hide_password=True)} (schema up to date)")
+    from .retention import purge_configured
+
+    purged = purge_configured(app, who="system:retention")
+    if purged is not None:
+        click.echo(f"nearmiss: {purged.summary()}")
     url = f"http://{host}:{port}/"
     if demo:
         from .demo import load_demo
@@ -89,7 +94,7 @@ def serve_command(host: str, port: int, demo: bool, threads: int) -> None:
     waitress.serve(app, host=host, port=port, threads=threads, ident="nearmiss")
 
 
-@click.group("admin", help="Manage sites, areas, tokens and web logins; read the audit log.")
+@click.group("admin", help="Manage sites, areas, tokens and web logins; read the audit log; purge old files.")
 def admin_group() -> None:
     """Administration (writes to the database of NEARMISS_INSTANCE / NEARMISS_DATABASE_URL)."""
 
@@ -216,3 +221,30 @@ def audit_command(since: str | None, action: str, who: str, limit: int, as_json:
         sha = f" sha256:{e['file_sha256'][:16]}" if e["file_sha256"] else ""
         click.echo(f"{e['at']}  {e['who']:<24} {e['action']:<26} {e['what']}{sha}")
 
+
+@admin_group.command("purge", help="Remove the stored files of submissions superseded more than N days ago "
+                                   "(the rows and the audit log stay).")
+@click.option("--days", default=None, type=click.IntRange(0, 999_999), metavar="N",
+              help="Days a superseded file is kept (default: NEARMISS_RETENTION_DAYS).")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+def purge_command(days: int | None, dry_run: bool) -> None:
+    from .db import get_db
+    from .retention import purge
+
+    app = _app()
+    database = get_db(app)
+    try:
+        if days is None:
+            days = app.config.get("RETENTION_DAYS")
+        if days is None:
+            raise click.ClickException("Give --days N, or set NEARMISS_RETENTION_DAYS; without either every file "
+                                       "is kept.")
+        result = purge(database, upload_folder=app.config["UPLOAD_FOLDER"], days=days, who=cli_who(),
+                       dry_run=dry_run)
+    finally:
+        database.dispose()
+    for r in result.removed:
+        note = "" if r.file_found else " (file already gone)"
+        click.echo(f"{'would remove' if dry_run else 'removed'} submission {r.submission_id} of {r.site} "
+                   f"({r.original_name}, superseded {r.superseded_at}){note}")
+    click.echo(result.summary()[:1].upper() + result.summary()[1:] + ".")

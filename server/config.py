@@ -11,7 +11,9 @@ written into the repository.  Variables:
 - ``NEARMISS_SECURE_COOKIES``: send the session cookie over HTTPS only (default on, off for
   debug and testing);
 - ``NEARMISS_PARSE_ISOLATED`` (default on), ``NEARMISS_PARSE_TIMEOUT_S`` (120) and
-  ``NEARMISS_PARSE_MEMORY_MB`` (4096): uploads are read in a worker process with these limits.
+  ``NEARMISS_PARSE_MEMORY_MB`` (4096): uploads are read in a worker process with these limits;
+- ``NEARMISS_RETENTION_DAYS``: remove the stored files of submissions superseded more than this many
+  days ago (``server/retention.py``; the rows and the audit log stay); unset keeps every file.
 """
 
 from __future__ import annotations
@@ -88,6 +90,16 @@ def env_number(name: str, default: float) -> float:
     return value
 
 
+def retention_days() -> int | None:
+    """``NEARMISS_RETENTION_DAYS`` as a whole number of days (0 or more), or None (keep every file)."""
+    raw = os.environ.get("NEARMISS_RETENTION_DAYS", "").strip()
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
+        raise RuntimeError(f"NEARMISS_RETENTION_DAYS must be a whole number of days such as 365, not {raw!r}")
+    return int(raw)
+
+
 def max_upload_bytes() -> int:
     return int(env_number("NEARMISS_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB) * 1024 * 1024)
 
@@ -116,6 +128,7 @@ def configure(app: Flask, test_config: dict | None = None) -> None:
         PARSE_ISOLATED=env_flag("NEARMISS_PARSE_ISOLATED", True),
         PARSE_TIMEOUT_S=env_number("NEARMISS_PARSE_TIMEOUT_S", 120),
         PARSE_MEMORY_MB=int(env_number("NEARMISS_PARSE_MEMORY_MB", 4096)),
+        RETENTION_DAYS=retention_days(),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=env_flag("NEARMISS_SECURE_COOKIES", not (debug or testing)),

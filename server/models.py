@@ -72,7 +72,9 @@ def contract_columns(name: str, fields: tuple[Field, ...] | list[Field]) -> type
         sql_type, py_type = SQL_TYPES[f.type]
         attrs[f.name] = mapped_column(sql_type(), nullable=True)
         attrs["__annotations__"][f.name] = Mapped[py_type | None]
-    attrs["raw_values"] = mapped_column(JSON, nullable=True)
+    # none_as_null: a row with nothing unreadable (nearly all) stores SQL NULL, not the JSON text "null"
+    # (which cost a json.dumps per row on every upload).
+    attrs["raw_values"] = mapped_column(JSON(none_as_null=True), nullable=True)
     attrs["__annotations__"]["raw_values"] = Mapped[dict | None]
     return type(name, (), attrs)
 
@@ -177,6 +179,8 @@ class Submission(Base):
     received_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     is_current: Mapped[bool] = mapped_column(Boolean, default=True)
     superseded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the retention setting removed the stored upload (server/retention.py); the rows stay.
+    file_removed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     n_incidents: Mapped[int] = mapped_column(Integer, default=0)
     n_actions: Mapped[int] = mapped_column(Integer, default=0)
     n_errors: Mapped[int] = mapped_column(Integer, default=0)

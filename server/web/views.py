@@ -100,11 +100,11 @@ def _error_page(exc: HTTPException):  # noqa: ANN202
     else:
         message = exc.description or exc.name
     titles = {400: "Something was wrong with the request", 403: "You cannot open this page",
-              404: "Page not found", 413: "Too large", 429: "Too many attempts"}
+              404: "Page not found", 410: "No longer kept", 413: "Too large", 429: "Too many attempts"}
     return render_template("error.html", code=code, title=titles.get(code, exc.name), message=message), code
 
 
-for _code in (400, 403, 404, 405, 413, 429):
+for _code in (400, 403, 404, 405, 410, 413, 429):
     bp.register_error_handler(_code, _error_page)
 
 
@@ -245,6 +245,13 @@ def checked_copy(submission_id: int):  # noqa: ANN201
     submission = session_db.get(Submission, submission_id)
     if submission is None or not may_see_site(user, submission.site):
         abort(404 if user.role == "admin" else 403, "You cannot open this workbook.")
+    if submission.file_removed_at is not None:
+        days = current_app.config.get("RETENTION_DAYS")
+        kept = f" {days} day{'s' if days != 1 else ''}" if days is not None else ""
+        abort(410, f"The stored copy of this workbook ({submission.original_name}, sent by {submission.site.code}) "
+                   f"was removed on {_day(ingest.iso_utc(submission.file_removed_at))} under the retention setting: "
+                   f"files of superseded submissions are kept{kept} after a newer workbook replaces them. Its rows, "
+                   "findings and audit record are still kept. Ask the site for the workbook if you need the file.")
     path = Path(current_app.config["UPLOAD_FOLDER"]) / submission.stored_name
     if not path.is_file():
         abort(404, "The stored copy of this workbook is no longer on the server.")
