@@ -122,8 +122,8 @@ def summary_json():  # noqa: ANN201
     area, site = scope
     try:
         first, last = summary_months()
-        body = summaries.get_summary_json(get_session(), summaries.Scope(area=area, site=site),
-                                          today=summaries.today_for(), first=first, last=last)
+        result, body = summaries.get_summary_json(get_session(), summaries.Scope(area=area, site=site),
+                                                  today=summaries.today_for(), first=first, last=last)
     except summaries.RangeError as exc:
         return json_error(400, str(exc))
     response = Response(body, mimetype="application/json")

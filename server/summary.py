@@ -392,30 +392,33 @@ def fingerprint(session: Session, scope: Scope) -> tuple:
 def get_summary(session: Session, scope: Scope, *, today: dt.date, first: pd.Timestamp | None = None,
                 last: pd.Timestamp | None = None, app: Flask | None = None) -> dict:
     """The summary of ``scope`` for the months asked for, from the cache when nothing has changed."""
-    return _cached_summary(session, scope, today=today, first=first, last=last, app=app)[0]
+    return _cached(session, scope, today=today, first=first, last=last, app=app).summary
 
 
 def get_summary_json(session: Session, scope: Scope, *, today: dt.date, first: pd.Timestamp | None = None,
-                     last: pd.Timestamp | None = None, app: Flask | None = None) -> str:
-    """:func:`get_summary` as the API's JSON text, itself cached: a summary of 200 sites is megabytes."""
-    summary, key = _cached_summary(session, scope, today=today, first=first, last=last, app=app)
-    cache = cache_for(app)
-    text = cache.get(("json", *key))
-    if text is None:
-        text = (app or current_app).json.dumps(summary)
-        cache.put(("json", *key), text)
-    return text
+                     last: pd.Timestamp | None = None, app: Flask | None = None) -> tuple[dict, str]:
+    """:func:`get_summary` and its JSON text, cached with it: a summary of 200 sites is megabytes of JSON."""
+    entry = _cached(session, scope, today=today, first=first, last=last, app=app)
+    if entry.json is None:
+        entry.json = (app or current_app).json.dumps(entry.summary)  # (two threads may both do it: same text)
+    return entry.summary, entry.json
 
 
-def _cached_summary(session: Session, scope: Scope, *, today: dt.date, first: pd.Timestamp | None,
-                    last: pd.Timestamp | None, app: Flask | None) -> tuple[dict, tuple]:
+@dataclass
+class _Cached:
+    summary: dict
+    json: str | None = None
+
+
+def _cached(session: Session, scope: Scope, *, today: dt.date, first: pd.Timestamp | None,
+            last: pd.Timestamp | None, app: Flask | None) -> _Cached:
     cache = cache_for(app)
     key = (scope, today, first, last, fingerprint(session, scope))
-    summary = cache.get(key)
-    if summary is None:
-        summary = build_summary(session, scope, today=today, first=first, last=last)
-        cache.put(key, summary)
-    return summary, key
+    entry = cache.get(key)
+    if entry is None:
+        entry = _Cached(build_summary(session, scope, today=today, first=first, last=last))
+        cache.put(key, entry)
+    return entry
 
 
 # --- the governance workbook ---------------------------------------------------------------------------
