@@ -293,11 +293,14 @@ def expected_notification(frame: pd.DataFrame) -> pd.Series:
 
 
 def identifier_scan(frames: Frames, record: str) -> dict[str, pd.DataFrame]:
-    """identifiers.scan of every free-text field of a record, computed once per validation."""
+    """identifiers.scan_candidates of every free-text field of a record, computed once per validation.
+
+    Each frame holds only the rows that may hold an identifier (the other rows hold none).
+    """
     key = ("scan", record)
     if key not in frames._cache:
         frame = frames.frame(record)
-        frames._cache[key] = {f.name: identifiers.scan(col(frame, f.name))
+        frames._cache[key] = {f.name: identifiers.scan_candidates(col(frame, f.name))
                               for f in fields_of(record, lambda f: f.free_text) if f.name in frame}
     return frames._cache[key]
 
@@ -540,8 +543,10 @@ def open_within_review_target(fr: Frames) -> list[Hit]:
 def _identifier_hits(fr: Frames, kind: str) -> list[Hit]:
     hits = []
     for record in ("incidents", "actions"):
+        index = fr.frame(record).index
         for name, found in identifier_scan(fr, record).items():
-            hits.append(Hit(record, name, found[kind].notna().astype(bool), value=found[kind]))
+            value = found[kind][found[kind].notna()]  # the rows where one was found, and what
+            hits.append(Hit(record, name, pd.Series(index.isin(value.index), index=index), value=value))
     return hits
 
 

@@ -178,13 +178,24 @@ FINDERS = {
 def scan(text: pd.Series) -> pd.DataFrame:
     """One column per kind of identifier (see FINDERS) holding the first match per row, or missing."""
     text = _as_text(text)
-    some = _candidates(text, ANY_PREFILTER)  # one pass over every row; the finders see the few left
-    if not len(some) and len(text):
+    found = scan_candidates(text)
+    if not len(found) and len(text):
         return _nothing_found(text.index)
-    found = pd.DataFrame({kind: finder(some) for kind, finder in FINDERS.items()}, index=some.index)
-    if len(some) == len(text):
+    if len(found) == len(text):
         return found
     return found.reindex(text.index).astype("str") if len(found.columns) else found.reindex(text.index)
+
+
+def scan_candidates(text: pd.Series) -> pd.DataFrame:
+    """:func:`scan` of only the rows that may hold an identifier (index: those rows' labels).
+
+    Rows left out hold no identifier of any kind; the rows kept are as :func:`scan` gives them.
+    A validation that needs only the rows where something was found skips making every
+    column as long as the text.
+    """
+    text = _as_text(text)
+    some = _candidates(text, ANY_PREFILTER)  # one pass over every row; the finders see the few left
+    return pd.DataFrame({kind: finder(some) for kind, finder in FINDERS.items()}, index=some.index)
 
 
 def _nothing_found(index: pd.Index) -> pd.DataFrame:

@@ -161,21 +161,25 @@ def _site_code(records) -> str:
 
 def _frames(read: _Read):
     """Incidents, actions and exposure of every site with its ``site_code``, and the sites frame."""
+    import numpy as np
     import pandas as pd
 
     from workbook_templates.records import field_names
 
     def stack(kind: str) -> pd.DataFrame:
-        names = field_names(kind)
-        parts = []
-        for site in read.sites:
-            frame = getattr(site["records"], kind)
-            frame = frame.reindex(columns=[n for n in names if n != "site_code"])
-            parts.append(frame.assign(site_code=site["code"]))
-        if not parts:
+        names = [n for n in field_names(kind) if n != "site_code"]
+        frames = [getattr(site["records"], kind) for site in read.sites]
+        if not frames:
             return pd.DataFrame(columns=["site_code", *names])
+        if _alike(frames, names):  # the usual case: concatenated once, each site's code set in one step
+            out = pd.concat([frame[[n for n in names if n in frame]] for frame in frames], ignore_index=True)
+            out = out.reindex(columns=names)
+            codes = np.repeat(np.array([site["code"] for site in read.sites], dtype=object), [len(f) for f in frames])
+            out.insert(0, "site_code", pd.Series(codes, dtype="str", index=out.index))
+            return out
+        parts = [frame.reindex(columns=names).assign(site_code=site["code"]) for site, frame in zip(read.sites, frames)]
         out = pd.concat(parts, ignore_index=True)
-        return out[["site_code", *[n for n in names if n != "site_code"]]]
+        return out[["site_code", *names]]
 
     sites = pd.DataFrame([{**{k: v for k, v in s["records"].site.items() if not str(k).startswith("_")},
                            "site_code": s["code"], "file": s["file"]} for s in read.sites])
@@ -183,6 +187,16 @@ def _frames(read: _Read):
         if column not in sites.columns:
             sites[column] = None
     return stack("incidents"), stack("actions"), stack("exposure"), sites
+
+
+def _alike(frames: list, names: list[str]) -> bool:
+    """True when every frame has the same ``names`` columns with the same dtypes (as the reader makes them)."""
+    def kept(frame) -> list:  # noqa: ANN001
+        dtypes = frame.dtypes
+        return [(n, dtypes[n]) for n in names if n in dtypes.index]
+
+    first = kept(frames[0])
+    return all(kept(frame) == first for frame in frames[1:])
 
 
 def _today(value: dt.datetime | None) -> dt.date:

@@ -1,0 +1,61 @@
+"""The fast paths of consolidation give what the plain ways give."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from addin import identifiers
+from addin.reader import read_workbook
+from server.report_commands import _frames, _Read
+from tests.conftest import DATA_END
+from workbook_templates.builder import build_workbook
+from workbook_templates.synthetic import make_site
+
+TEXTS = pd.Series(["Mrs Jones fell", None, "NHS 943 476 5919, DOB 01/02/1940", "nothing here", "", "SW1A 1AA",
+                   "room 12", "Mr X"], index=[5, 3, 9, 0, 1, 2, 7, 8])
+
+
+def test_scan_candidates_is_scan_at_the_rows_it_keeps_and_the_rest_hold_nothing():
+    full = identifiers.scan(TEXTS)
+    some = identifiers.scan_candidates(TEXTS)
+    assert set(some.index) <= set(TEXTS.index)
+    pd.testing.assert_frame_equal(some, full.loc[some.index])
+    assert full.drop(index=some.index).isna().all().all()
+    assert {2, 5, 9} <= set(some.index)  # the postcode, the name, the NHS number and date of birth
+
+
+def test_scan_candidates_of_text_without_identifiers_is_empty():
+    assert identifiers.scan_candidates(pd.Series(["no", "digits", None])).empty
+    assert identifiers.scan_candidates(pd.Series([], dtype=object)).empty
+
+
+def _sites(records_list) -> _Read:
+    return _Read(sites=[{"code": f"S{i}", "file": f"s{i}.xlsx", "records": r, "saved": None}
+                        for i, r in enumerate(records_list)])
+
+
+def _per_site_stack(read: _Read, kind: str) -> pd.DataFrame:
+    """The plain way: each site's frame reindexed to the contract's columns with its code, then concatenated."""
+    from workbook_templates.records import field_names
+
+    names = [n for n in field_names(kind) if n != "site_code"]
+    parts = [getattr(s["records"], kind).reindex(columns=names).assign(site_code=s["code"]) for s in read.sites]
+    return pd.concat(parts, ignore_index=True)[["site_code", *names]]
+
+
+def test_frames_stack_sites_as_the_per_site_reindex_does(tmp_path):
+    records = []
+    for seed in (1, 2, 3):
+        path = tmp_path / f"s{seed}.xlsx"
+        build_workbook(path, make_site(site_code=f"S{seed}", end=DATA_END, seed=seed, months=4, flaw_rate=0.2))
+        records.append(read_workbook(path).records)
+    read = _sites(records)
+    incidents, actions, exposure, _ = _frames(read)
+    for kind, got in (("incidents", incidents), ("actions", actions), ("exposure", exposure)):
+        pd.testing.assert_frame_equal(got, _per_site_stack(read, kind), check_exact=True)
+    # A site whose frame lacks a column (or types it otherwise) takes the per-site way, with the same result.
+    odd = records[1].incidents.drop(columns=["notes"])
+    odd["consequence"] = odd["consequence"].astype("float64")
+    records[1].incidents = odd
+    read = _sites(records)
+    pd.testing.assert_frame_equal(_frames(read)[0], _per_site_stack(read, "incidents"), check_exact=True)
