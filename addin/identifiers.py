@@ -71,8 +71,8 @@ def find_nhs_numbers(text: pd.Series) -> pd.Series:
     text = _as_text(text)
     out = pd.Series(pd.NA, index=text.index, dtype="object")
     text = _candidates(text, NHS_PREFILTER)
-    found = text.str.extractall(NHS_CANDIDATE)
-    if found.empty:
+    found = text.str.extractall(NHS_CANDIDATE) if len(text) else None
+    if found is None or found.empty:
         return out.astype("str")
     digits = found[0] + found[1] + found[2]
     valid = valid_nhs_numbers(digits)
@@ -96,7 +96,7 @@ DOB_PATTERN = (rf"(?i)(?:{_DOB_CUE}[\s:=(\-–]{{0,4}}(?:(?:is|was|of)\s+)?({_DA
 def find_dates_of_birth(text: pd.Series) -> pd.Series:
     """The first date written next to a date-of-birth cue per row, or missing."""
     text = _as_text(text)
-    some = _candidates(text, DOB_PREFILTER)
+    some = _candidates(_candidates(text, DOB_PREFILTER), DOB_CUE_PREFILTER)
     found = some.str.extract(DOB_PATTERN)
     return found[0].fillna(found[1]).astype("str").reindex(text.index)
 
@@ -132,8 +132,8 @@ def find_titled_names(text: pd.Series) -> pd.Series:
     text = _as_text(text)
     out = pd.Series(pd.NA, index=text.index, dtype="object")
     text = _candidates(text, NAME_PREFILTER)
-    found = text.str.extractall(NAME_PATTERN)
-    if found.empty:
+    found = text.str.extractall(NAME_PATTERN) if len(text) else None
+    if found is None or found.empty:
         return out.astype("str")
     names = found[0].str.strip()
     names = names[~names.isin(NOT_NAMES)]
@@ -149,6 +149,9 @@ def find_titled_names(text: pd.Series) -> pd.Series:
 # exact pattern then runs on those rows only.  The result is the same as scanning every row.
 NHS_PREFILTER = r"\p{Nd}{3}[ -]?\p{Nd}{3}[ -]?\p{Nd}{4}"  # \d in a str pattern is any Unicode digit
 DOB_PREFILTER = r"\p{Nd}"  # every date form the finder knows has a digit
+# ... and every cue holds d-o-b (at most a dot and a space between), "b?rth" or "born".  Letters only
+# whose case Python's re and RE2 fold alike (no i: Python's (?i) also takes the Turkish dotted I).
+DOB_CUE_PREFILTER = r"(?is)d.{0,2}o.{0,2}b|b.rth|born"
 POSTCODE_PREFILTER = r"(?i)[0-9][a-z]{2}"  # the inward code (case-folded as the finder's (?i) does)
 NAME_PREFILTER = r"(?:Mrs|Mr|Ms|Miss|Mx|Dr|MRS|MR|MISS|DR|mrs|mr)\.?[ \t]+[A-Z]"
 # NHS numbers, dates and postcodes all hold a digit: a row with no digit and no title holds nothing.

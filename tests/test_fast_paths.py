@@ -59,3 +59,14 @@ def test_frames_stack_sites_as_the_per_site_reindex_does(tmp_path):
     records[1].incidents = odd
     read = _sites(records)
     pd.testing.assert_frame_equal(_frames(read)[0], _per_site_stack(read, "incidents"), check_exact=True)
+
+
+def test_the_date_of_birth_prefilters_keep_every_row_the_pattern_matches():
+    texts = pd.Series(["DOB 01/02/1940", "d.o.b: 3 March 1941", "D. O. B 01/02/40", "Date of Birth is 1/2/1933",
+                       "born on 12 Jan 1930", "12/01/1930 (dob)", "BIRTH DATE 1950-01-02", "birthdate: 1/1/1950",
+                       "dob\u00a001/02/1940", "d\u00a0o\u00a0b 01/02/1940", "DATE OF B\u0130RTH 1/1/1940",
+                       "d.\no.\nb 1/1/1940", "Born 1st May 1940", "no cue 01/02/1940", "dob unknown", None])
+    plain = texts.where(texts.notna(), None).astype("str").str.extract(identifiers.DOB_PATTERN)
+    expected = plain[0].fillna(plain[1])
+    pd.testing.assert_series_equal(identifiers.find_dates_of_birth(texts), expected, check_names=False)
+    assert expected.notna().sum() == 13
