@@ -27,11 +27,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, make_url, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, event, make_url, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from server.cli import main
-from server.db import make_engine
+from server.db import Database, make_engine, write_session
 from server.models import AuditEvent, Site, Submission
 
 from .live import MONTHS, Expected, LiveServer, add_up, check_whole, expected_from_file, http, server_environment, \
@@ -268,3 +268,29 @@ def test_readers_meanwhile_saw_only_whole_submissions(race: Race) -> None:
     for code, total in race.seen_totals:
         assert total in whole[code], (code, total, sorted(whole[code]))
 
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout_and_writes_begin_immediate(tmp_path: Path) -> None:
+    """../shared/spec/security.md: deferred check-then-insert lost rows under 8 writers; BEGIN IMMEDIATE lost none."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'nearmiss.db'}")
+    statements: list[str] = []
+    event.listen(engine, "connect", lambda dbapi, _record: dbapi.set_trace_callback(statements.append))
+    database = Database(engine=engine, sessions=sessionmaker(bind=engine))
+    try:
+        with engine.connect() as connection:
+            pragma = connection.exec_driver_sql
+            assert pragma("PRAGMA journal_mode").scalar() == "wal"
+            assert pragma("PRAGMA busy_timeout").scalar() == 30_000
+            assert pragma("PRAGMA foreign_keys").scalar() == 1
+            pragma("CREATE TABLE t (x INTEGER)")
+            connection.commit()
+        statements.clear()
+        with write_session(database) as session:
+            session.execute(text("INSERT INTO t VALUES (1)"))
+        assert statements == ["BEGIN IMMEDIATE", "INSERT INTO t VALUES (1)", "COMMIT"]
+        statements.clear()
+        with database.sessions() as session:  # a read: an ordinary deferred BEGIN, no write lock
+            assert session.execute(text("SELECT count(*) FROM t")).scalar() == 1
+        assert statements[0] == "BEGIN"
+    finally:
+        engine.dispose()
