@@ -28,7 +28,7 @@ from workbook_templates.contract import ACTIONS, EXPOSURE_FIELDS, INCIDENTS, SIT
 from workbook_templates.rules import EFFECTIVENESS_CHECK_DAYS
 
 from . import identifiers
-from .reader import risk_bands
+from .reader import _series_like, risk_bands
 
 TIERS = ("low", "moderate", "serious")
 TIER_RANK = {t: i for i, t in enumerate(TIERS)}
@@ -118,7 +118,11 @@ def raw(frame: pd.DataFrame, name: str) -> pd.Series:
 
 def present(frame: pd.DataFrame, name: str) -> pd.Series:
     """True where the cell holds something: a value, or text that could not be read."""
-    return (col(frame, name).notna() | raw(frame, name).notna()).astype(bool)
+    given = np.zeros(len(frame), dtype=bool)
+    for column in (name, f"_raw_{name}"):
+        if column in frame:
+            given |= _valid(frame[column])
+    return pd.Series(given, index=frame.index)
 
 
 def blank(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -126,11 +130,28 @@ def blank(frame: pd.DataFrame, name: str) -> pd.Series:
 
 
 def equals(frame: pd.DataFrame, name: str, *values: str) -> pd.Series:
-    return col(frame, name).isin(values).astype(bool)
+    return isin_values(col(frame, name), values)
 
 
 def is_valid_code(frame: pd.DataFrame, name: str, list_name: str) -> pd.Series:
-    return col(frame, name).isin(list(CODE_LISTS[list_name])).astype(bool)
+    return isin_values(col(frame, name), tuple(CODE_LISTS[list_name]))
+
+
+def _valid(column: pd.Series) -> np.ndarray:
+    """``column.notna()`` as a numpy bool array (for Arrow text, straight from its validity bitmap)."""
+    array = getattr(column.array, "_pa_array", None)
+    if array is None:
+        return column.notna().to_numpy(dtype=bool)
+    return pc.is_valid(array).to_numpy(zero_copy_only=False)
+
+
+def isin_values(column: pd.Series, values: tuple) -> pd.Series:
+    """``column.isin(values)`` (missing is never in): one Arrow pass for pandas text, else pandas' isin."""
+    array = getattr(column.array, "_pa_array", None)
+    if array is None or not all(isinstance(v, str) for v in values):
+        return column.isin(values).astype(bool)
+    found = pc.is_in(array, value_set=pa.array(values, type=array.type))
+    return pd.Series(found.to_numpy(zero_copy_only=False), index=column.index)
 
 
 def dates(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -262,13 +283,12 @@ def suggested_tier(frame: pd.DataFrame) -> pd.Series:
     harm = col(frame, "physical_harm")
     band = risk_bands(frame)
     cqc = col(frame, "cqc_notification")
-    serious = harm.isin(["severe", "fatal"]) | band.eq("extreme")
-    moderate = (harm.eq("moderate") | band.eq("high") | (cqc.notna() & cqc.isin(CODE_LISTS["cqc_notification"])
-                                                         & cqc.ne("none"))
+    serious = isin_values(harm, ("severe", "fatal")) | band.eq("extreme")
+    moderate = (harm.eq("moderate") | band.eq("high")
+                | (cqc.notna() & isin_values(cqc, tuple(CODE_LISTS["cqc_notification"])) & cqc.ne("none"))
                 | col(frame, "category").eq("safeguarding"))
-    tier = np.select([serious.fillna(False).to_numpy(bool), moderate.fillna(False).to_numpy(bool)],
-                     ["serious", "moderate"], "low")
-    return pd.Series(tier, index=frame.index, dtype="str")
+    return select_text([serious.fillna(False).to_numpy(bool), moderate.fillna(False).to_numpy(bool)],
+                       ["serious", "moderate"], "low", frame.index)
 
 
 def expected_notification(frame: pd.DataFrame) -> pd.Series:
@@ -286,10 +306,25 @@ def expected_notification(frame: pd.DataFrame) -> pd.Series:
         col(frame, "police_involved").eq("yes"),
         category.eq("safeguarding") & col(frame, "event_type").eq("incident"),
     ]
-    choice = np.select([c.fillna(False).to_numpy(bool) for c in conditions],
-                       ["reg16_death", "reg18_serious_injury", "reg18_police", "reg18_abuse_allegation"], "")
-    out = pd.Series(choice, index=frame.index, dtype="str")
-    return out.where(out.ne(""))
+    return select_text([c.fillna(False).to_numpy(bool) for c in conditions],
+                       ["reg16_death", "reg18_serious_injury", "reg18_police", "reg18_abuse_allegation"], None,
+                       frame.index)
+
+
+def map_text(column: pd.Series, mapping: dict[str, object]) -> pd.Series:
+    """``column.map(mapping)`` for text: each distinct value looked up once (missing where not a key)."""
+    codes, uniques = pd.factorize(column)
+    looked_up = pd.Series([mapping.get(u) for u in uniques] + [None], dtype=object)
+    values = pd.Series(looked_up.to_numpy()[codes], index=column.index, dtype=object, name=column.name)  # -1: None
+    return values.where(values.notna(), np.nan)
+
+
+def select_text(conditions: list[np.ndarray], choices: list[str], default: str | None, index: pd.Index) -> pd.Series:
+    """``np.select(conditions, choices, default)`` as pandas text (None: missing), built in Arrow."""
+    pick = np.select(conditions, np.arange(len(choices)), len(choices)) if conditions else np.full(len(index),
+                                                                                                   len(choices))
+    labels = pa.array([*choices, default], type=pa.large_string()).take(pa.array(pick, type=pa.int64()))
+    return _series_like(labels, pd.Series(index=index, dtype=object))
 
 
 def identifier_scan(frames: Frames, record: str) -> dict[str, pd.DataFrame]:
@@ -389,7 +424,7 @@ def closed_after_reported(fr: Frames) -> list[Hit]:
 
 def _tier_low_but_harmful(inc: pd.DataFrame) -> pd.Series:
     cqc = col(inc, "cqc_notification")
-    notified = cqc.isin(CODE_LISTS["cqc_notification"]) & cqc.ne("none")
+    notified = isin_values(cqc, tuple(CODE_LISTS["cqc_notification"])) & cqc.ne("none")
     harmful = equals(inc, "physical_harm", "severe", "fatal") | notified
     return (equals(inc, "response_tier", "low") & harmful).astype(bool)
 
@@ -449,7 +484,7 @@ def tier_in_proportion(fr: Frames) -> list[Hit]:
 @check("NM026")
 def subcategory_matches_category(fr: Frames) -> list[Hit]:
     inc = fr.incidents
-    owner = col(inc, "subcategory").map(SUBCATEGORY_OF)
+    owner = map_text(col(inc, "subcategory"), SUBCATEGORY_OF)
     category = col(inc, "category")
     mask = owner.notna() & is_valid_code(inc, "category", "category") & owner.ne(category)
     return [Hit("incidents", "subcategory", mask.astype(bool))]
@@ -532,7 +567,7 @@ def closed_date_needs_closed_status(fr: Frames) -> list[Hit]:
 def open_within_review_target(fr: Frames) -> list[Hit]:
     inc = fr.incidents
     age = days_between(inc, "reported_at", fr.today)
-    target = col(inc, "response_tier").astype(object).map(REVIEW_TARGET_DAYS).astype(float)
+    target = map_text(col(inc, "response_tier"), REVIEW_TARGET_DAYS).astype(float)
     target = target.fillna(REVIEW_TARGET_DAYS["low"])
     mask = equals(inc, "status", "open", "under_review") & (age > target).fillna(False)
     return [Hit("incidents", "status", mask.astype(bool), value=age)]

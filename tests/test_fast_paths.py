@@ -70,3 +70,27 @@ def test_the_date_of_birth_prefilters_keep_every_row_the_pattern_matches():
     expected = plain[0].fillna(plain[1])
     pd.testing.assert_series_equal(identifiers.find_dates_of_birth(texts), expected, check_names=False)
     assert expected.notna().sum() == 13
+
+
+def test_column_helpers_give_what_pandas_gives():
+    import numpy as np
+
+    from addin import checks
+
+    frame = pd.DataFrame({"status": pd.array(["open", None, "closed", "Open", ""], dtype="str"),
+                          "when": pd.to_datetime(["2026-01-01", None, "2026-02-01", None, None]),
+                          "_raw_when": pd.array([None, "soon", None, None, None], dtype="str"),
+                          "n": pd.array([1, None, 3, 4, None], dtype="Int64")}, index=[4, 2, 9, 1, 0])
+    for name in ("status", "when", "n", "missing"):
+        expected = checks.col(frame, name).notna() | checks.raw(frame, name).notna()
+        pd.testing.assert_series_equal(checks.present(frame, name), expected.astype(bool))
+    for values in (("open", "closed"), ("none",), ()):
+        pd.testing.assert_series_equal(checks.isin_values(frame["status"], values),
+                                       frame["status"].isin(values).astype(bool), check_names=False)
+    assert checks.equals(frame, "missing", "x").tolist() == [False] * 5
+    tier = checks.select_text([np.array([1, 0, 0, 1, 0], bool), np.array([0, 1, 0, 1, 0], bool)], ["a", "b"], None,
+                              frame.index)
+    pd.testing.assert_series_equal(tier, pd.Series(["a", "b", None, "a", None], index=frame.index, dtype="str"))
+    mapped = checks.map_text(frame["status"], {"open": 14, "closed": 60})
+    assert mapped.astype(float).fillna(0).tolist() == [14.0, 0, 60.0, 0, 0]
+    pd.testing.assert_series_equal(mapped.astype(float), frame["status"].map({"open": 14, "closed": 60}).astype(float))
