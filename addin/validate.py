@@ -95,14 +95,16 @@ def _stacked_frames(records: Sequence[SiteRecords], today) -> Frames:
     """The frames of many workbooks as one: each table stacked with ``_site``, the site frame one row each."""
     def table(kind: str) -> pd.DataFrame:
         parts = []
-        for i, rec in enumerate(records):
+        for rec in records:
             frame = getattr(rec, kind)
             frame = frame if frame is not None else pd.DataFrame()
-            frame = frame.reset_index(drop=True)
             if "_row" not in frame or frame["_row"].isna().all():
                 frame = frame.assign(_row=pd.array(np.arange(len(frame)) + 2, dtype="Int64"))
-            parts.append(frame.assign(_site=np.full(len(frame), i, dtype=np.int64)))
-        stacked = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+            parts.append(frame)
+        if not parts:
+            return _normalised(pd.DataFrame(), kind)
+        stacked = pd.concat(parts, ignore_index=True)
+        stacked[SITE] = np.repeat(np.arange(len(parts), dtype=np.int64), [len(part) for part in parts])
         for name in stacked.columns:  # a column only some workbooks have is missing (not "") elsewhere
             if name.startswith("_raw_") and stacked[name].dtype == object:
                 stacked[name] = stacked[name].astype("str")
