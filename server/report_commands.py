@@ -171,12 +171,15 @@ def _frames(read: _Read):
         frames = [getattr(site["records"], kind) for site in read.sites]
         if not frames:
             return pd.DataFrame(columns=["site_code", *names])
-        if _alike(frames, names):  # the usual case: concatenated once, each site's code set in one step
-            out = pd.concat([frame[[n for n in names if n in frame]] for frame in frames], ignore_index=True)
-            out = out.reindex(columns=names)
+        if _alike(frames, names):  # the usual case: each column's arrays joined once, the site codes set at once
             codes = np.repeat(np.array([site["code"] for site in read.sites], dtype=object), [len(f) for f in frames])
-            out.insert(0, "site_code", pd.Series(codes, dtype="str", index=out.index))
-            return out
+            columns = {"site_code": pd.array(codes, dtype="str")}
+            for name in names:
+                if name in frames[0]:
+                    arrays = [frame[name].array for frame in frames]  # one dtype (``_alike``)
+                    columns[name] = type(arrays[0])._concat_same_type(arrays)  # the ExtensionArray interface
+            return pd.DataFrame(columns, index=pd.RangeIndex(len(codes)), copy=False).reindex(
+                columns=["site_code", *names])
         parts = [frame.reindex(columns=names).assign(site_code=site["code"]) for site, frame in zip(read.sites, frames)]
         out = pd.concat(parts, ignore_index=True)
         return out[["site_code", *names]]
