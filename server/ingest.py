@@ -631,30 +631,35 @@ def _write_part(folder: Path, data: bytes) -> tuple[str, Path, int]:
     """Write ``data`` (0600, fsynced) to a new ``.part`` file under a generated name, flock-ed.
 
     Returns the stored name, the ``.part`` path and the descriptor holding the exclusive lock:
-    the caller closes it after renaming or removing the file.  The lock is taken before a byte
-    is written; a file that recovery removed in the moment between creating and locking it
-    (seen as a different inode under the name) is given up and another name used.
+    the caller closes it after renaming or removing the file.  The file is made and locked under
+    a shared flock of the folder, which :mod:`server.recovery` takes exclusively while it looks
+    for unlocked ``.part`` files: it never sees one in the moment between making and locking.
     """
-    for _ in range(5):
-        stored_name = f"{uuid.uuid4().hex}.xlsx"
-        path = folder / part_name(stored_name)
+    stored_name = f"{uuid.uuid4().hex}.xlsx"
+    path = folder / part_name(stored_name)
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(directory, fcntl.LOCK_SH)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.stat(path).st_ino != os.fstat(fd).st_ino:
-                os.close(fd)
-                continue
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # nobody else holds it: a new file
         except BaseException:
             path.unlink(missing_ok=True)
             os.close(fd)
             raise
-        _test_pause("written")
-        return stored_name, path, fd
-    raise OSError(f"could not make a temporary upload file in {folder}")
+    finally:
+        os.close(directory)  # and with it the folder's lock
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+        raise
+    _test_pause("written")
+    return stored_name, path, fd
 
 
 def finish_part(temporary: Path, final: Path) -> None:

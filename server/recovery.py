@@ -11,7 +11,10 @@ flock-ed while the ingest runs), stores its rows in one transaction, then rename
 
 A ``.part`` file whose flock is held belongs to an ingest still running (in this process or
 another one on the same instance, e.g. ``nearmiss admin`` started while the server takes
-uploads) and is left alone.  The decision is made inside a write transaction that first locks
+uploads) and is left alone.  Ingests make and lock their files under a shared flock of the
+uploads folder, taken exclusively here while looking, so a file is never caught unlocked in
+the moment between being made and being locked (tests/server/test_concurrent_uploads.py
+caught exactly that before).  The decision is made inside a write transaction that first locks
 every site row (PostgreSQL; on SQLite ``BEGIN IMMEDIATE`` takes the write lock): an ingest
 transaction holds its site's row, so a transaction of the killed process that the database has
 not yet finished (committed or rolled back) is waited for rather than guessed at.
@@ -54,25 +57,22 @@ def recover_uploads(db: Database, upload_folder: str | Path) -> Recovered:
     if not folder.is_dir():
         return result
     held: dict[str, tuple[Path, int]] = {}  # stored name -> (.part path, descriptor holding its flock)
+    directory = os.open(folder, os.O_RDONLY)
     try:
+        # Ingests make and lock their .part files under a shared lock of the folder (ingest._write_part):
+        # with it held exclusively here, an unlocked .part file is never one about to be locked.
+        fcntl.flock(directory, fcntl.LOCK_EX)
         for path in sorted(folder.iterdir()):
             match = PART.match(path.name)
             if match is None:
                 continue
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:  # renamed or removed by its ingest just now
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
+            fd = _lock_if_abandoned(path)
+            if fd is None:
                 result.in_use.append(path.name)
-                continue
-            if not path.exists() or os.stat(path).st_ino != os.fstat(fd).st_ino:
-                os.close(fd)  # its ingest finished with it between the listing and the lock
-                continue
-            held[match["stored"]] = (path, fd)
+            elif fd >= 0:
+                held[match["stored"]] = (path, fd)
+        os.close(directory)
+        directory = -1
         if not held:
             return result
         with write_session(db) as session:
@@ -97,9 +97,35 @@ def recover_uploads(db: Database, upload_folder: str | Path) -> Recovered:
                           reason="the server stopped before this upload's submission was stored")
                     log.warning("recovery: removed %s, an upload whose submission was never stored", path.name)
     finally:
+        if directory >= 0:
+            os.close(directory)
         for _path, fd in held.values():
             os.close(fd)
     return result
+
+
+def _lock_if_abandoned(path: Path) -> int | None:
+    """A descriptor holding ``path``'s flock when no ingest holds it; None when one does; -1 when it is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:  # renamed or removed by its ingest just now
+        return -1
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        same = os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        same = False
+    if not same:  # its ingest finished with it between the listing and the lock
+        os.close(fd)
+        return -1
+    return fd
 
 
 def recover_app(app) -> Recovered:  # noqa: ANN001 - flask.Flask
