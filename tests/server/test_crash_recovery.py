@@ -142,6 +142,31 @@ def test_recovery_leaves_the_file_of_a_running_ingest_alone(app: Flask) -> None:
     assert [(a, w) for a, w, _ in recovery_events(app)] == [("upload.part_removed", path.name)]
 
 
+def test_recovery_waits_while_an_ingest_makes_and_locks_its_file(app: Flask) -> None:
+    """The moment between making a .part file and locking it is covered by the folder's shared flock."""
+    import fcntl
+
+    folder = Path(app.config["UPLOAD_FOLDER"])
+    directory = os.open(folder, os.O_RDONLY)
+    fcntl.flock(directory, fcntl.LOCK_SH)  # as ingest._write_part does around making the file
+    path = folder / ingest.part_name("0" * 32 + ".xlsx")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # made, not yet locked
+    found = {}
+    recovery = threading.Thread(target=lambda: found.update(r=recover_uploads(get_db(app), folder)), daemon=True)
+    try:
+        recovery.start()
+        recovery.join(0.5)
+        assert recovery.is_alive()  # waiting for the folder's lock
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    finally:
+        os.close(directory)
+    recovery.join(30)
+    try:
+        assert found["r"].in_use == [path.name] and found["r"].removed == [] and path.exists()
+    finally:
+        os.close(fd)
+
+
 def test_recovery_ignores_files_it_did_not_make(app: Flask) -> None:
     folder = Path(app.config["UPLOAD_FOLDER"])
     other = folder / ".notes.part"
