@@ -21,7 +21,7 @@ from . import ingest, queries
 from .admin import audit
 from .auth import forbidden, json_error, may_read_area, require_token
 from .config import isolation
-from .db import get_db, get_session, write_session
+from .db import end_read_transaction, get_db, get_session, write_session
 from .models import Area, Site, Token
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -65,6 +65,7 @@ def submit_workbook():  # noqa: ANN201
         return _refuse(token, ingest.NotAWorkbook("The file is empty. Send the saved .xlsx workbook."), sha=sha,
                        name=name)
     site_code = token.site.code if token.role == "site" else (request.form.get("site") or None)
+    end_read_transaction()
     try:
         result = ingest.submit(get_db(), data=data, original_name=name, who=token.who, site_code=site_code,
                                token_id=token.id, upload_folder=current_app.config["UPLOAD_FOLDER"],

@@ -104,6 +104,16 @@ def _close_session(_exc: BaseException | None) -> None:
         session.close()
 
 
+def end_read_transaction() -> None:
+    """End the request session's read transaction before slow work (reading an upload takes seconds).
+
+    Left open, it sits "idle in transaction" on PostgreSQL and holds back SQLite's WAL checkpoint.
+    Loaded objects stay usable (``expire_on_commit=False``); a later query starts a new transaction.
+    """
+    if "db_session" in g:
+        g.db_session.commit()
+
+
 @contextmanager
 def write_session(db: Database) -> Iterator[Session]:
     """A session whose transaction takes the write lock at once on SQLite (``BEGIN IMMEDIATE``).

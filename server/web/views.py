@@ -23,7 +23,7 @@ from ..admin import audit
 from ..api_reports import XLSX, ReturnRequestError, make_return, parse_suppress_below, xlsx_response
 from ..auth import authenticate_user, password_stamp
 from ..config import isolation
-from ..db import get_db, get_session, write_session
+from ..db import end_read_transaction, get_db, get_session, write_session
 from ..models import FindingRow, Submission, User
 from . import bp, charts, csrf
 from .access import (
@@ -209,6 +209,7 @@ def _store_upload(user: User, upload: Any) -> dict:
     name = ingest.clean_name(upload.filename)
     sha = ingest.file_hash(data)
     site_code = user.site.code if user.role == "site_manager" and user.site is not None else None
+    end_read_transaction()
     try:
         if user.role == "site_manager" and site_code is None:  # never let the Site sheet choose for them
             raise ingest.WrongSite("Your login is not tied to a site, so nothing can be sent. Ask your administrator.")

@@ -271,3 +271,21 @@ def test_storing_is_all_or_nothing(app: Flask, workbooks, monkeypatch: pytest.Mo
     assert count_rows(app) == before  # no rows, no file (not even the temporary one)
     with get_db(app).sessions() as session:
         assert len(session.scalars(select(Submission).where(Submission.is_current.is_(True))).all()) == 1
+
+
+def test_no_read_transaction_stays_open_while_an_upload_is_read(app: Flask, client: FlaskClient, workbooks,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """The token lookup's transaction ends before the slow part: it would sit idle in transaction meanwhile."""
+    from server import ingest
+    from server.db import get_session
+
+    seen: list[bool] = []
+    real = ingest.submit
+
+    def watching(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        seen.append(get_session().in_transaction())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "submit", watching)
+    assert upload(client, site_token(app), workbooks.path("OAK")).status_code == 201
+    assert seen == [False]
