@@ -37,19 +37,17 @@ def _app():  # noqa: ANN202
 def _run_admin(fn, **kwargs):  # noqa: ANN001, ANN202
     """Run an admin function in one transaction; AdminError becomes a clean CLI error."""
     from .admin import AdminError
-    from .db import get_db
+    from .db import get_db, write_session
 
     app = _app()
     database = get_db(app)
     try:
-        with database.sessions() as session:
-            try:
-                result = fn(session, who=cli_who(), **kwargs)
-                session.commit()
-            except AdminError as exc:
-                session.rollback()
-                raise click.ClickException(str(exc)) from exc
-            return result
+        # BEGIN IMMEDIATE on SQLite: a read-then-write transaction beside a busy server can otherwise
+        # fail with "database is locked" (security.md); this one waits its turn instead.
+        with write_session(database) as session:
+            return fn(session, who=cli_who(), **kwargs)
+    except AdminError as exc:
+        raise click.ClickException(str(exc)) from exc
     finally:
         database.dispose()
 
