@@ -78,8 +78,6 @@ def _read(files: tuple[Path, ...], *, threads: int, today: dt.date, all_or_nothi
 
     ``all_or_nothing``: skip validation when some file could not be read (the caller stops then).
     """
-    import pandas as pd
-
     from addin.reader import read_workbooks
     from addin.validate import findings_frame, validate_results
 
@@ -132,20 +130,19 @@ def _read(files: tuple[Path, ...], *, threads: int, today: dt.date, all_or_nothi
         out.sites.append({"code": code, "file": result.file, "records": result.records, "saved": saved,
                           "result": result})
     results = [site.pop("result") for site in out.sites]
+    tallies = []  # (site, errors, findings) of each site with findings
     if not (all_or_nothing and out.unreadable):
         # Each batch's rows were checked in one vectorised pass (the same findings as one site at a time).
         for site, result in zip(out.sites, results):
-            out.findings.append(findings_frame(found[id(result)]).assign(site_code=site["code"]))
+            mine = found[id(result)]
+            out.findings.append(findings_frame(mine).assign(site_code=site["code"]))
+            if mine:
+                tallies.append((site, sum(f.severity == "error" for f in mine), len(mine)))
     for file, reason in out.unreadable:
         _err(f"Could not read {file}: {reason}")
-    if out.findings:
-        allf = pd.concat(out.findings, ignore_index=True)
-        for site in out.sites:
-            mine = allf[allf["site_code"] == site["code"]]
-            if len(mine):
-                errors = int((mine["severity"] == "error").sum())
-                _err(f"{site['file']} ({site['code']}): {errors} error(s), {len(mine) - errors} warning(s); "
-                     f"`nearmiss validate {site['file']}` lists them.")
+    for site, errors, total in tallies:
+        _err(f"{site['file']} ({site['code']}): {errors} error(s), {total - errors} warning(s); "
+             f"`nearmiss validate {site['file']}` lists them.")
     return out
 
 
