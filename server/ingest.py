@@ -486,7 +486,7 @@ def submit(db: Database, *, data: bytes, original_name: str, upload_folder: str 
     if site is not None:
         existing = _existing(db, site.id, file_sha256=sha)
         if existing is not None:
-            return _duplicate(db, existing, who=who, file_sha256=sha, via="file")
+            return _duplicate(db, existing, who=who, file_sha256=sha, via="file", data=data, folder=upload_folder)
 
     parsed = parse_upload(data, name=original_name, today=today, isolation=isolation)
     sheet_code = (parsed.site.get("site_code") or "").strip().upper()
@@ -502,7 +502,8 @@ def submit(db: Database, *, data: bytes, original_name: str, upload_folder: str 
 
     existing = _existing(db, site.id, content_sha256=parsed.content_sha256)
     if existing is not None:
-        return _duplicate(db, existing, who=who, file_sha256=sha, via="content")
+        return _duplicate(db, existing, who=who, file_sha256=sha, via="content", data=data,
+                              folder=upload_folder)
 
     folder = Path(upload_folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -519,7 +520,8 @@ def submit(db: Database, *, data: bytes, original_name: str, upload_folder: str 
             existing = _existing(db, site.id, content_sha256=parsed.content_sha256)
             if existing is None:
                 raise
-            return _duplicate(db, existing, who=who, file_sha256=sha, via="content")
+            return _duplicate(db, existing, who=who, file_sha256=sha, via="content", data=data,
+                              folder=upload_folder)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
@@ -531,7 +533,7 @@ def submit(db: Database, *, data: bytes, original_name: str, upload_folder: str 
         temporary.unlink(missing_ok=True)  # a duplicate found inside the transaction
     finally:
         os.close(lock)
-    return _duplicate(db, result[1], who=who, file_sha256=sha, via="content")
+    return _duplicate(db, result[1], who=who, file_sha256=sha, via="content", data=data, folder=upload_folder)
 
 
 def _store(session: Session, site_id: int, parsed: Parsed, *, sha: str, size: int, original_name: str,
@@ -577,26 +579,53 @@ def _store(session: Session, site_id: int, parsed: Parsed, *, sha: str, size: in
     return submission
 
 
-def _duplicate(db: Database, existing: Submission, *, who: str, file_sha256: str, via: str) -> IngestResult:
-    """Answer for a workbook already stored; an older copy sent again becomes current again."""
+def _duplicate(db: Database, existing: Submission, *, who: str, file_sha256: str, via: str, data: bytes,
+               folder: str | Path) -> IngestResult:
+    """Answer for a workbook already stored; an older copy sent again becomes current again.
+
+    If retention had removed that submission's file, the copy just sent takes its place (the same
+    rows, so the checked copy and the audit trail work again) rather than a current log with no file.
+    """
     reinstated = False
-    with write_session(db) as session:
-        session.scalar(select(Site.id).where(Site.id == existing.site_id).with_for_update())  # as _store does
-        submission = session.get(Submission, existing.id)
-        if not submission.is_current:
-            now = utcnow()
-            session.execute(update(Submission).where(Submission.site_id == submission.site_id,
-                                                     Submission.is_current.is_(True))
-                            .values(is_current=False, superseded_at=now))
-            submission.is_current = True
-            submission.superseded_at = None
-            reinstated = True
-        audit(session, who, "submission.reinstated" if reinstated else "submission.duplicate",
-              f"submission:{submission.id}", file_sha256=file_sha256, site=submission.site.code, matched_by=via)
-        session.flush()
-        findings = stored_findings(session, submission)
-        _ = submission.site.code  # load before the session closes
+    restored: Path | None = None
+    try:
+        with write_session(db) as session:
+            session.scalar(select(Site.id).where(Site.id == existing.site_id).with_for_update())  # as _store does
+            submission = session.get(Submission, existing.id)
+            if not submission.is_current:
+                now = utcnow()
+                session.execute(update(Submission).where(Submission.site_id == submission.site_id,
+                                                         Submission.is_current.is_(True))
+                                .values(is_current=False, superseded_at=now))
+                submission.is_current = True
+                submission.superseded_at = None
+                reinstated = True
+            if submission.file_removed_at is not None:
+                restored = _restore_file(Path(folder), submission.stored_name, data)
+                submission.file_removed_at = None
+                submission.file_sha256, submission.size = file_sha256, len(data)
+            audit(session, who, "submission.reinstated" if reinstated else "submission.duplicate",
+                  f"submission:{submission.id}", file_sha256=file_sha256, site=submission.site.code, matched_by=via,
+                  **({"file_restored": True} if restored else {}))
+            session.flush()
+            findings = stored_findings(session, submission)
+            _ = submission.site.code  # load before the session closes
+    except BaseException:
+        if restored is not None:
+            restored.unlink(missing_ok=True)  # not committed: the submission still says its file was removed
+        raise
     return IngestResult(submission=submission, duplicate=True, findings=findings, reinstated=reinstated)
+
+
+def _restore_file(folder: Path, stored_name: str, data: bytes) -> Path:
+    """Put ``data`` back under a submission's stored name (written as a locked .part first, then renamed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _, temporary, lock = _write_part(folder, data)
+    try:
+        finish_part(temporary, folder / stored_name)
+    finally:
+        os.close(lock)
+    return folder / stored_name
 
 
 def stored_findings(session: Session, submission: Submission) -> list[dict]:

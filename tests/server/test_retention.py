@@ -115,6 +115,29 @@ def test_an_old_log_sent_again_is_current_and_kept(app: Flask, history: dict, wo
     assert result.removed == [] and file_of(app, history["old"]).is_file()
 
 
+def test_a_purged_log_sent_again_gets_its_file_back(app: Flask, history: dict, workbooks) -> None:  # noqa: ANN001
+    retention.purge(get_db(app), upload_folder=app.config["UPLOAD_FOLDER"], days=30, who="test")
+    assert row(app, history["old"]).file_removed_at is not None and not file_of(app, history["old"]).exists()
+    sent = workbooks.path("OAK", 1).read_bytes()
+    again = ingest.submit(get_db(app), data=sent, original_name="oak.xlsx", who="test", site_code="OAK",
+                          upload_folder=app.config["UPLOAD_FOLDER"])
+    assert again.reinstated and again.submission.id == history["old"]
+    assert row(app, history["old"]).file_removed_at is None
+    assert file_of(app, history["old"]).read_bytes() == sent  # the current log has its file again
+    assert stat_mode(file_of(app, history["old"])) == 0o600
+    with get_db(app).sessions() as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "submission.reinstated")
+                                .order_by(AuditEvent.id.desc())).first()
+    assert event.detail.get("file_restored") is True
+    lead = app.test_client()
+    login(lead, "north-lead")
+    assert lead.get(f"/submissions/{history['old']}/checked-copy").status_code == 200
+
+
+def stat_mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
 def test_checked_copy_of_a_purged_submission_is_gone_with_a_clear_message(app: Flask, history: dict) -> None:
     retention.purge(get_db(app), upload_folder=app.config["UPLOAD_FOLDER"], days=30, who="test")
     lead = app.test_client()
