@@ -161,6 +161,16 @@ def _quality_counts(findings: pd.DataFrame | None, site: str | None = None) -> d
     return {"error": int(counts.get("error", 0)), "warning": int(counts.get("warning", 0))}
 
 
+def _quality_counts_by_site(findings: pd.DataFrame | None) -> dict[str, dict[str, int]]:
+    """``_quality_counts(findings, site)`` of every site at once (a site without findings is left out)."""
+    if findings is None or not len(findings):
+        return {}
+    pairs = pd.DataFrame({"site": findings["site_code"].astype(str), "severity": findings["severity"].astype(str)})
+    counts = pairs.value_counts()
+    return {site: {"error": int(counts.get((site, "error"), 0)), "warning": int(counts.get((site, "warning"), 0))}
+            for site in pairs["site"].unique()}
+
+
 # --- writing -----------------------------------------------------------------------------------
 
 def write_governance(summary: Mapping[str, Any], path: str | Path, *, incidents: pd.DataFrame | None = None,
@@ -338,13 +348,15 @@ def _write_sites(ws, fmt, summary, findings, submissions, area, span, today) -> 
     rows = []
     per_site = summary.get("per_site", {}) if summary.get("scope") != "site" else {
         summary["site"]["site_code"]: summary}
+    quality = _quality_counts_by_site(findings)
     for info in _sites_info(summary):
         code = info["site_code"]
         block = per_site[code]
         sub = submissions.get(code, {})
         rows.append(_site_row(code, info.get("site_name"), SETTING_WORDS.get(info.get("setting"),
                                                                              info.get("setting")),
-                              block, _quality_counts(findings, code), sub.get("file"), sub.get("saved")))
+                              block, quality.get(str(code), {"error": 0, "warning": 0}), sub.get("file"),
+                              sub.get("saved")))
     if summary.get("scope") != "site":
         rows.append(_site_row("All", area, "", summary, _quality_counts(findings), None, None))
     header_row = row
