@@ -25,7 +25,7 @@ from workbook_templates.records import SiteRecords
 from workbook_templates.rules import RULES_BY_ID
 
 from .checks import CHECKS, FIELDS, SITE, Frames, Hit, today_stamp
-from .findings import Finding, make_finding
+from .findings import Finding, finding_maker
 from .reader import FIELDS_BY_KIND, ReadResult, SheetLayout, default_layout, normalise_frame, read_workbook
 
 REF_FIELD = {"incidents": INCIDENTS.ref_field, "actions": ACTIONS.ref_field}
@@ -161,6 +161,7 @@ def _findings_by_site(rule_id: str, hit: Hit, frames: Frames, layouts: list[dict
     values = _values(hit, rows)
     refs = rows[ref_field].tolist() if ref_field and ref_field in rows else [""] * len(rows)
     excel_rows = rows["_row"].tolist() if "_row" in rows else [None] * len(rows)
+    make = finding_maker(rule_id, label)
     out: dict[int, list[Finding]] = {}
     for site, row, ref, value in zip(sites.tolist(), excel_rows, refs, values):
         sheet_layout = usable[site]
@@ -168,9 +169,8 @@ def _findings_by_site(rule_id: str, hit: Hit, frames: Frames, layouts: list[dict
             cell = sheet_layout.cell(hit.field)
         else:
             cell = "" if row is None or pd.isna(row) else sheet_layout.cell(hit.field, int(row))
-        out.setdefault(site, []).append(make_finding(
-            rule_id, file=files[site], sheet=sheet_layout.sheet, cell=cell,
-            ref="" if pd.isna(ref) else str(ref), label=label, value=_display(value)))
+        out.setdefault(site, []).append(make(files[site], sheet_layout.sheet, cell,
+                                             "" if pd.isna(ref) else str(ref), _display(value)))
     return list(out.items())
 
 

@@ -94,3 +94,13 @@ def test_column_helpers_give_what_pandas_gives():
     mapped = checks.map_text(frame["status"], {"open": 14, "closed": 60})
     assert mapped.astype(float).fillna(0).tolist() == [14.0, 0, 60.0, 0, 0]
     pd.testing.assert_series_equal(mapped.astype(float), frame["status"].map({"open": 14, "closed": 60}).astype(float))
+
+
+def test_finding_maker_makes_what_make_finding_makes():
+    from addin.findings import finding_maker, make_finding
+
+    for rule, label in (("NM002", "Category"), ("NM082", ""), ("NM044", "Status")):
+        make = finding_maker(rule, label)
+        for value in ("fall", "12", "fall", ""):
+            assert make("a.xlsx", "Log", "G3", "OAK-1", value) == make_finding(
+                rule, file="a.xlsx", sheet="Log", cell="G3", ref="OAK-1", label=label, value=value)
