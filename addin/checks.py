@@ -230,8 +230,9 @@ def duplicated_key(frame: pd.DataFrame, key: pd.Series) -> pd.Series:
     site = site_of(frame)
     if site is None:
         return key.notna() & key.duplicated(keep="first")
-    both = pd.DataFrame({"site": site.to_numpy(), "key": key.to_numpy()}, index=key.index)
-    return key.notna() & both.duplicated(keep="first")
+    codes, uniques = pd.factorize(key)  # missing keys (code -1) are never duplicates
+    pairs = pd.Series(site.to_numpy(dtype=np.int64) * (len(uniques) + 1) + codes + 1, index=key.index)
+    return key.notna() & pairs.duplicated(keep="first")
 
 
 def isin_keys(keys: pd.Series, values) -> pd.Series:
