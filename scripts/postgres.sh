@@ -13,7 +13,7 @@ su postgres -c "psql -q -tc \"SELECT 1 FROM pg_roles WHERE rolname='nearmiss'\""
   || su postgres -c "psql -q -c \"CREATE ROLE nearmiss LOGIN PASSWORD 'nearmiss' CREATEDB\""
 # The tests drop each test database WITH (FORCE); an autovacuum worker still on it belongs to the
 # superuser, and only a member of pg_signal_backend may end it.
-su postgres -c "psql -q -c \"GRANT pg_signal_backend TO nearmiss\"" >/dev/null
+su postgres -c "psql -q -c \"SET client_min_messages = warning; GRANT pg_signal_backend TO nearmiss\"" >/dev/null
 su postgres -c "psql -q -tc \"SELECT 1 FROM pg_database WHERE datname='nearmiss_test'\"" | grep -q 1 \
   || su postgres -c "psql -q -c \"CREATE DATABASE nearmiss_test OWNER nearmiss\""
 export NEARMISS_TEST_POSTGRES_URL="postgresql+psycopg://nearmiss:nearmiss@127.0.0.1:5432/nearmiss_test"

@@ -10,8 +10,9 @@ written into the repository.  Variables:
 - ``NEARMISS_MAX_UPLOAD_MB``: largest upload accepted (default 20);
 - ``NEARMISS_SECURE_COOKIES``: send the session cookie over HTTPS only (default on, off for
   debug and testing);
-- ``NEARMISS_PARSE_ISOLATED`` (default on), ``NEARMISS_PARSE_TIMEOUT_S`` (120) and
-  ``NEARMISS_PARSE_MEMORY_MB`` (4096): uploads are read in a worker process with these limits;
+- ``NEARMISS_PARSE_ISOLATED`` (default on), ``NEARMISS_PARSE_TIMEOUT_S`` (120),
+  ``NEARMISS_PARSE_MEMORY_MB`` (4096) and ``NEARMISS_PARSE_WORKERS`` (2): uploads are read in worker
+  processes with these limits, at most that many at once (others wait, up to the time limit);
 - ``NEARMISS_RETENTION_DAYS``: remove the stored files of submissions superseded more than this many
   days ago (``server/retention.py``; the rows and the audit log stay); unset keeps every file.
 """
@@ -110,7 +111,8 @@ def isolation(app: Flask):  # noqa: ANN201 - server.ingest.Isolation | None
 
     if not app.config["PARSE_ISOLATED"]:
         return None
-    return Isolation(timeout_s=app.config["PARSE_TIMEOUT_S"], memory_mb=app.config["PARSE_MEMORY_MB"])
+    return Isolation(timeout_s=app.config["PARSE_TIMEOUT_S"], memory_mb=app.config["PARSE_MEMORY_MB"],
+                     workers=app.config["PARSE_WORKERS"])
 
 
 def configure(app: Flask, test_config: dict | None = None) -> None:
@@ -128,6 +130,7 @@ def configure(app: Flask, test_config: dict | None = None) -> None:
         PARSE_ISOLATED=env_flag("NEARMISS_PARSE_ISOLATED", True),
         PARSE_TIMEOUT_S=env_number("NEARMISS_PARSE_TIMEOUT_S", 120),
         PARSE_MEMORY_MB=int(env_number("NEARMISS_PARSE_MEMORY_MB", 4096)),
+        PARSE_WORKERS=max(1, int(env_number("NEARMISS_PARSE_WORKERS", 2))),
         RETENTION_DAYS=retention_days(),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",

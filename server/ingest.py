@@ -31,6 +31,7 @@ import math
 import os
 import sys
 import time
+import threading
 import uuid
 from dataclasses import dataclass, field
 from numbers import Integral, Real
@@ -76,6 +77,12 @@ class WrongSite(IngestError):
 
 class UnknownSite(IngestError):
     status = 422
+
+
+class ServerBusy(IngestError):
+    """Every reader slot stayed taken for the whole wait; nothing was stored (HTTP 503)."""
+
+    status = 503
 
 
 class ReaderFailed(IngestError, RuntimeError):
@@ -362,6 +369,17 @@ class Isolation:
 
     timeout_s: float = 120.0
     memory_mb: int = 4096  # address space of the worker (RLIMIT_AS); pandas alone maps ~1.5 GB
+    workers: int = 2  # readers at once: with memory_mb, what all uploads together may take (2 x 4 GB)
+
+
+_SLOTS: dict[int, threading.BoundedSemaphore] = {}
+_SLOTS_LOCK = threading.Lock()
+
+
+def reader_slots(workers: int) -> threading.BoundedSemaphore:
+    """The process's reader slots for ``workers`` readers at once (one semaphore per size)."""
+    with _SLOTS_LOCK:
+        return _SLOTS.setdefault(workers, threading.BoundedSemaphore(workers))
 
 
 logger = logging.getLogger(__name__)
@@ -379,6 +397,17 @@ def run_isolated(fn: Any, *args: Any, isolation: Isolation) -> Any:
     exception in the worker, :class:`ReaderFailed`.  Each read is logged (``server.ingest``, INFO)
     with the worker's pid, outcome, time and peak resident memory.
     """
+    slots = reader_slots(isolation.workers)
+    if not slots.acquire(timeout=isolation.timeout_s):  # many uploads at once wait their turn, within reason
+        raise ServerBusy("The server is busy reading other workbooks, so this one was not read and nothing was "
+                         "stored. Send it again in a few minutes.")
+    try:
+        return _run_worker(fn, args, isolation)
+    finally:
+        slots.release()
+
+
+def _run_worker(fn: Any, args: tuple, isolation: Isolation) -> Any:
     import multiprocessing
     import time
 

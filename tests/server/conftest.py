@@ -35,7 +35,8 @@ POSTGRES_HELP = ("NEARMISS_TEST_POSTGRES_URL is not set: the server tests run ag
                  "Run them with `bash scripts/test.sh`, or `source scripts/postgres.sh` first in this shell.")
 ENV_VARS = ("NEARMISS_INSTANCE", "NEARMISS_DATABASE_URL", "NEARMISS_SECRET_KEY", "NEARMISS_MAX_UPLOAD_MB",
             "NEARMISS_SECURE_COOKIES", "NEARMISS_PARSE_ISOLATED", "NEARMISS_PARSE_TIMEOUT_S",
-            "NEARMISS_PARSE_MEMORY_MB", "NEARMISS_RETENTION_DAYS", "NEARMISS_TEST_PAUSE_INGEST")
+            "NEARMISS_PARSE_MEMORY_MB", "NEARMISS_PARSE_WORKERS", "NEARMISS_RETENTION_DAYS",
+            "NEARMISS_TEST_PAUSE_INGEST")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -289,3 +289,25 @@ def test_no_read_transaction_stays_open_while_an_upload_is_read(app: Flask, clie
     monkeypatch.setattr(ingest, "submit", watching)
     assert upload(client, site_token(app), workbooks.path("OAK")).status_code == 201
     assert seen == [False]
+
+
+@pytest.mark.fresh_parse
+def test_uploads_beyond_the_reader_slots_wait_then_get_503(make_app, workbooks) -> None:  # noqa: ANN001
+    """At most PARSE_WORKERS readers at once bounds the memory all uploads together take."""
+    from server import ingest
+
+    app = make_app(PARSE_ISOLATED=True, PARSE_WORKERS=1, PARSE_TIMEOUT_S=0.5)
+    client = app.test_client()
+    token = site_token(app)
+    before = count_rows(app)
+    slots = ingest.reader_slots(1)
+    assert slots.acquire(timeout=5)  # another upload is being read all the while
+    try:
+        answer = upload(client, token, workbooks.path("OAK"))
+    finally:
+        slots.release()
+    assert answer.status_code == 503
+    assert "busy reading other workbooks" in answer.json["error"] and "nothing was stored" in answer.json["error"]
+    assert count_rows(app) == before
+    app.config["PARSE_TIMEOUT_S"] = 60
+    assert upload(client, token, workbooks.path("OAK")).status_code == 201  # a free slot: read and stored
