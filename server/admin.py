@@ -56,6 +56,10 @@ def ensure_area(session: Session, name: str, *, who: str) -> tuple[Area, bool]:
     area = get_area(session, name)
     if area is not None:
         return area, False
+    alike = session.scalar(select(Area.name).where(func.lower(Area.name) == name.lower()))
+    if alike is not None:  # "north" beside "North" would split an area's sites between two leads
+        raise AdminError(f"There is already an area called {alike!r}; use that name (areas differ by more "
+                         "than capital letters).")
     area = Area(name=name, created_at=utcnow())
     session.add(area)
     session.flush()

@@ -512,6 +512,8 @@ def submit(db: Database, *, data: bytes, original_name: str, upload_folder: str 
     original_name = clean_name(original_name)
     sha = file_hash(data)
     site = _find_site(db, site_code) if site_code else None
+    if site_code and site is None:  # named but unknown: never fall back to whatever the Site sheet says
+        raise UnknownSite(f"There is no site {site_code.strip().upper()}; an administrator must add it first.")
     if site is not None:
         existing = _existing(db, site.id, file_sha256=sha)
         if existing is not None:

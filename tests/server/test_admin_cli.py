@@ -156,3 +156,14 @@ def test_serve_demo_prints_logins_and_tokens(app: Flask, monkeypatch: pytest.Mon
     assert "OAK  Oakview House (North, care_home): 5 incidents" in result.output
     assert "demo-north" in result.output and "pw-north" in result.output
     assert "curl -H 'Authorization: Bearer tok-north' http://127.0.0.1:5124/api/v1/incidents.csv" in result.output
+
+
+def test_an_area_name_differing_only_in_capitals_is_refused(app: Flask) -> None:
+    runner = CliRunner()
+    first = runner.invoke(main, ["admin", "add-site", "--code", "OAK", "--name", "Oakview", "--area", "North"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(main, ["admin", "add-site", "--code", "ELM", "--name", "Elmfield", "--area", "north"])
+    assert second.exit_code != 0 and "already an area called 'North'" in second.output
+    with get_db(app).sessions() as session:
+        assert session.scalar(select(Site).where(Site.code == "ELM")) is None
+        assert session.scalars(select(Area.name)).all() == ["North"]

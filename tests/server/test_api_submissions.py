@@ -172,6 +172,9 @@ def test_admin_token_uploads_for_the_workbooks_site(app: Flask, client: FlaskCli
     assert response.get_json()["site_code"] == "OAK"
     unknown = upload(client, admin_token(app), workbooks.path("ELM", seed=3))
     assert unknown.status_code == 422 and "ELM" in unknown.get_json()["error"]
+    named = upload(client, admin_token(app), workbooks.path("OAK", seed=2), site="ZZZ")  # a site nobody added
+    assert named.status_code == 422 and "no site ZZZ" in named.get_json()["error"]
+    assert count_rows(app)["submissions"] == 1  # not stored for OAK, whose Site sheet it carries
 
 
 @pytest.mark.parametrize("content, words", [
