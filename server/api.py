@@ -72,6 +72,7 @@ def submit_workbook():  # noqa: ANN201
                                isolation=isolation(current_app))
     except ingest.IngestError as exc:
         return _refuse(token, exc, sha=sha, name=name)
+    queries.warm_snapshot(result.submission)
     return jsonify(result.to_json()), (200 if result.duplicate else 201)
 
 

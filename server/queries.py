@@ -126,6 +126,29 @@ def _current_rows(session: Session, table: str, *, area: str | None, site: str |
     return concat_frames([k[table] for k in kept], _EMPTY[table], columns)
 
 
+def warm_snapshot(submission: Submission) -> None:
+    """After an upload is stored: make its snapshot in the background (the next summary then reads it)."""
+    from flask import current_app
+
+    store = _store()
+    if store is None:
+        return
+    db = current_app.extensions["nearmiss_db"]
+
+    def load(sid: int) -> dict[str, pd.DataFrame]:
+        with db.sessions() as session:
+            return submission_frames(session, sid)
+
+    store.warm_later((submission.id, submission.content_sha256), load)
+
+
+def wait_for_snapshots(app) -> None:  # noqa: ANN001 - a Flask app
+    """Wait for the app's background snapshots (see :func:`warm_snapshot`) to be made."""
+    store = app.extensions.get("nearmiss_snapshots")
+    if store is not None:
+        store.wait_idle()
+
+
 def _store():  # noqa: ANN202 - server.snapshots.SnapshotStore | None
     """The app's snapshot store (made on first use, in the instance folder), or None outside an app."""
     from flask import current_app, has_app_context

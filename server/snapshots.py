@@ -16,7 +16,9 @@ row-by-row fetch of the same rows through SQLAlchemy.
 
 from __future__ import annotations
 
+import logging
 import os
+import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -26,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+logger = logging.getLogger(__name__)
 TABLES = ("incidents", "actions", "exposure")
 MEMORY_ROWS = 2_000_000  # about 1 GB of typed rows at most; a provider of 200 sites x 2,000 rows uses 400,000
 FOLDER = "snapshots"
@@ -46,6 +49,8 @@ class SnapshotStore:
         self._tables: OrderedDict[Key, dict[str, pa.Table]] = OrderedDict()
         self._rows = 0
         self._lock = threading.Lock()
+        self._queue: queue.Queue = queue.Queue()
+        self._warmer: threading.Thread | None = None
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
 
@@ -65,6 +70,40 @@ class SnapshotStore:
                 self._keep(key, found)
             out.append(found)
         return out
+
+    def warm_later(self, key: Key, load: Loader) -> None:
+        """Make ``key``'s tables in a background thread (a new upload's), so the next summary finds them.
+
+        One thread works through the queue; a failure only costs speed (the summary loads it then).
+        """
+        with self._lock:
+            if key in self._tables:
+                return
+            self._queue.put((key, load))
+            if self._warmer is None or not self._warmer.is_alive():
+                self._warmer = threading.Thread(target=self._warm, name="nearmiss-snapshots", daemon=True)
+                self._warmer.start()
+
+    def _warm(self) -> None:
+        while True:
+            try:
+                key, load = self._queue.get(timeout=5)
+            except queue.Empty:
+                with self._lock:  # nothing more to do: let the thread end (the next upload starts one)
+                    if self._queue.empty():
+                        self._warmer = None
+                        return
+                continue
+            try:
+                self.tables([key], load)
+            except Exception:  # noqa: BLE001 - logged; the summary will load it from the database itself
+                logger.exception("could not make the snapshot of submission %s", key[0])
+            finally:
+                self._queue.task_done()
+
+    def wait_idle(self) -> None:
+        """Wait until every snapshot asked for with :meth:`warm_later` is made (tests; an orderly stop)."""
+        self._queue.join()
 
     def forget_except(self, current: Sequence[Key]) -> None:
         """Drop what is kept for submissions not in ``current`` (superseded ones), in memory and on disk."""

@@ -8,7 +8,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import event
 
 from server.db import get_db
-from server.queries import current_frames
+from server.queries import current_frames, wait_for_snapshots
 from workbook_templates.contract import ACTIONS, EXPOSURE_FIELDS, INCIDENTS
 
 from .support import site_token, upload
@@ -23,6 +23,7 @@ def test_current_frames_types_and_rows(app: Flask, client: FlaskClient, workbook
     site_token(app, "NEW", name="New House", area="North")  # registered, nothing sent yet
     assert upload(client, site_token(app, "OAK"), workbooks.path("OAK", seed=2)).status_code == 201  # supersedes
 
+    wait_for_snapshots(app)  # the uploads' background snapshots would run statements of their own
     statements: list[str] = []
     engine = get_db(app).engine
     listener = lambda *args: statements.append(args[2])  # noqa: E731

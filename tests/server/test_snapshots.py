@@ -13,7 +13,7 @@ from sqlalchemy import event
 
 from server import create_app
 from server.db import get_db
-from server.queries import _rows_frame, current_frames
+from server.queries import _rows_frame, current_frames, wait_for_snapshots
 from server.snapshots import FOLDER
 
 from .support import site_token, upload
@@ -50,6 +50,7 @@ def assert_same(app: Flask) -> None:
 
 def row_queries(app: Flask, read: Callable[[], object]) -> list[str]:
     """The SELECTs of the row tables that ``read()`` makes."""
+    wait_for_snapshots(app)  # (uploads make their snapshots in the background: not what is counted)
     seen: list[str] = []
     engine = get_db(app).engine
     listener = lambda *args: seen.append(args[2])  # noqa: E731
@@ -134,3 +135,11 @@ def test_a_new_database_in_the_same_instance_never_gets_the_old_rows(app: Flask,
                                       from_database(other)[0].reset_index(drop=True))
     finally:
         get_db(other).dispose()
+
+
+def test_an_upload_makes_its_snapshot_in_the_background(app: Flask, client: FlaskClient, workbooks) -> None:  # noqa: ANN001
+    send_three_sites(app, client, workbooks)
+    wait_for_snapshots(app)
+    assert len(_files(app)) == 3 * len(TABLES)  # made after each upload, before any summary asked
+    assert row_queries(app, lambda: from_snapshots(app)) == []
+    assert_same(app)
