@@ -30,19 +30,12 @@ from sqlalchemy import select
 
 from .admin import audit
 from .db import Database, write_session
+from .ingest import iso_utc
 from .models import Site, Submission, utcnow
 
 ACTION = "retention.purge"
 ASIDE = re.compile(r"^\.(?P<stored>[0-9a-f]{32}\.xlsx)\.purge$")  # a file moved aside by _purge_one
 log = logging.getLogger(__name__)
-
-
-def iso_utc(moment: dt.datetime | None) -> str | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:  # SQLite gives back naive values; they were stored as UTC
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass

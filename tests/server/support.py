@@ -62,3 +62,13 @@ def count_rows(app: Flask) -> dict[str, int]:
                   for m in (Submission, Incident, Action, ExposureMonth, FindingRow, SiteSheet)}
     counts["files"] = len(list(Path(app.config["UPLOAD_FOLDER"]).iterdir()))
     return counts
+
+
+def send_three_sites(app: Flask, client: FlaskClient, workbooks) -> None:  # noqa: ANN001
+    """OAK and ELM (homecare) in North, BIR in South, each with a stored log; NEW registered, nothing sent."""
+    for code, area, seed, setting in (("OAK", "North", 1, "care_home"), ("ELM", "North", 3, "homecare"),
+                                      ("BIR", "South", 5, "care_home")):
+        token = site_token(app, code, name=f"{code} House", area=area, setting=setting)
+        path = workbooks.path(code, seed=seed, **({"setting": setting} if code == "ELM" else {}))
+        assert upload(client, token, path).status_code == 201
+    site_token(app, "NEW", name="New House", area="North")

@@ -11,16 +11,11 @@ from server.db import get_db
 from server.queries import current_frames, wait_for_snapshots
 from workbook_templates.contract import ACTIONS, EXPOSURE_FIELDS, INCIDENTS
 
-from .support import site_token, upload
+from .support import send_three_sites, site_token, upload
 
 
 def test_current_frames_types_and_rows(app: Flask, client: FlaskClient, workbooks) -> None:  # noqa: ANN001
-    for code, area, seed, setting in (("OAK", "North", 1, "care_home"), ("ELM", "North", 3, "homecare"),
-                                      ("BIR", "South", 5, "care_home")):
-        token = site_token(app, code, name=f"{code} House", area=area, setting=setting)
-        path = workbooks.path(code, seed=seed, **({"setting": setting} if code == "ELM" else {}))
-        assert upload(client, token, path).status_code == 201
-    site_token(app, "NEW", name="New House", area="North")  # registered, nothing sent yet
+    send_three_sites(app, client, workbooks)  # NEW is registered, nothing sent yet
     assert upload(client, site_token(app, "OAK"), workbooks.path("OAK", seed=2)).status_code == 201  # supersedes
 
     wait_for_snapshots(app)  # the uploads' background snapshots would run statements of their own

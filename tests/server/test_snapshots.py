@@ -16,19 +16,10 @@ from server.db import get_db
 from server.queries import _rows_frame, current_frames, wait_for_snapshots
 from server.snapshots import FOLDER
 
-from .support import site_token, upload
+from .support import send_three_sites, site_token, upload
 
 TABLES = ("incidents", "actions", "exposure")
 SCOPES = ({}, {"area": "North"}, {"area": "South"}, {"site": "OAK"}, {"site": "oak"}, {"site": "NEW"})
-
-
-def send_three_sites(app: Flask, client: FlaskClient, workbooks) -> None:  # noqa: ANN001
-    for code, area, seed, setting in (("OAK", "North", 1, "care_home"), ("ELM", "North", 3, "homecare"),
-                                      ("BIR", "South", 5, "care_home")):
-        token = site_token(app, code, name=f"{code} House", area=area, setting=setting)
-        path = workbooks.path(code, seed=seed, **({"setting": setting} if code == "ELM" else {}))
-        assert upload(client, token, path).status_code == 201
-    site_token(app, "NEW", name="New House", area="North")  # registered, nothing sent yet
 
 
 def from_snapshots(app: Flask, **scope) -> tuple[pd.DataFrame, ...]:  # noqa: ANN003
