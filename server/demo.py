@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from workbook_templates.builder import build_workbook
 from workbook_templates.synthetic import make_site
@@ -84,8 +84,9 @@ def load_demo(app: Flask, *, today: dt.date | None = None, months: int = 24) -> 
     result = DemoResult()
     site_tokens: dict[str, Token] = {}
     with write_session(database) as session:
-        session.execute(update(Token).where(Token.label.startswith(DEMO_LABEL), Token.revoked_at.is_(None))
-                        .values(revoked_at=utcnow()))
+        for old in session.scalars(select(Token.id).where(Token.label.startswith(DEMO_LABEL),
+                                                          Token.revoked_at.is_(None))).all():
+            admin.revoke_token(session, old, who=WHO)  # one audited revocation each, as an admin's would be
         for demo in DEMO_SITES:
             if admin.get_site(session, demo.code) is None:
                 _, _, issued = admin.add_site(session, code=demo.code, name=demo.name, area=demo.area,

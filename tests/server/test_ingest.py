@@ -17,7 +17,7 @@ from sqlalchemy import select
 from server import ingest
 from server.db import get_db
 from server.demo import DEMO_SITES, load_demo
-from server.models import Incident, Submission, Token
+from server.models import AuditEvent, Incident, Submission, Token
 from workbook_templates.contract import INCIDENTS
 
 from .support import bearer, count_rows, site_token, upload
@@ -156,4 +156,6 @@ def test_demo_loads_sites_through_the_upload_path(app: Flask, client: FlaskClien
     with get_db(app).sessions() as session:
         live = session.scalars(select(Token).where(Token.revoked_at.is_(None))).all()
         assert len(live) == len(again.tokens)
+        revoked = session.scalars(select(AuditEvent.what).where(AuditEvent.action == "token.revoke")).all()
+        assert len(revoked) == len(result.tokens)  # each old demo token's revocation is in the audit log
         assert session.scalar(select(Submission).where(Submission.is_current.is_(True))) is not None
