@@ -43,7 +43,15 @@ def _who() -> str:
     return g.token.who
 
 
-def _refuse(token: Token, exc: ingest.IngestError, *, sha: str, name: str):  # noqa: ANN202
+class TooLarge(ingest.IngestError):
+    status = 413
+
+
+class MissingFile(ingest.IngestError):
+    status = 400
+
+
+def _refuse(token: Token, exc: ingest.IngestError, *, sha: str | None, name: str):  # noqa: ANN202
     with write_session(get_db()) as session:
         audit(session, token.who, "submission.refused", f"site:{token.site.code}" if token.site else "",
               file_sha256=sha, status=exc.status, reason=exc.message[:500], original_name=name)
@@ -55,9 +63,13 @@ def _refuse(token: Token, exc: ingest.IngestError, *, sha: str, name: str):  # n
 def submit_workbook():  # noqa: ANN201
     """Store the uploaded workbook as the token's site's current log."""
     token: Token = g.token
-    upload = request.files.get("file")
+    try:
+        upload = request.files.get("file")
+    except RequestEntityTooLarge:  # refused before anything was read: still an attempt the audit log shows
+        return _refuse(token, TooLarge(too_large_message()), sha=None, name="")
     if upload is None:
-        return json_error(400, "Send the workbook as a multipart form field called 'file'.")
+        return _refuse(token, MissingFile("Send the workbook as a multipart form field called 'file'."),
+                       sha=None, name="")
     data = upload.read()
     name = ingest.clean_name(upload.filename)
     sha = ingest.file_hash(data)

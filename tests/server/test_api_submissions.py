@@ -209,6 +209,7 @@ def test_missing_file_field_is_400(app: Flask, client: FlaskClient) -> None:
     response = client.post("/api/v1/submissions", headers=bearer(token), data={"other": "x"})
     assert response.status_code == 400
     assert "file" in response.get_json()["error"]
+    assert audit_actions(app)[-1] == "submission.refused"  # an attempt, on the record
 
 
 def test_too_large_is_413(make_app, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
@@ -219,6 +220,7 @@ def test_too_large_is_413(make_app, monkeypatch: pytest.MonkeyPatch) -> None:  #
     assert response.status_code == 413
     assert "MB" in response.get_json()["error"]
     assert count_rows(app)["submissions"] == 0
+    assert audit_actions(app)[-1] == "submission.refused"
 
 
 def test_racing_duplicates_are_stored_once(app: Flask, workbooks) -> None:  # noqa: ANN001
