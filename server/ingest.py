@@ -36,7 +36,7 @@ import uuid
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -114,12 +114,20 @@ class Parsed:
     content_sha256: str = ""
 
 
+class Stored(NamedTuple):
+    """What :func:`_store` stored: the new submission and the one it replaced (None for a site's first)."""
+
+    submission: Submission
+    replaced: dict | None
+
+
 @dataclass
 class IngestResult:
     submission: Submission
     duplicate: bool
     findings: list[dict] = field(default_factory=list)  # Finding.to_dict() form
     reinstated: bool = False  # a duplicate of an older submission, made current again
+    replaced: dict | None = None  # the site's current submission before this one: id and counts
 
     def to_json(self) -> dict:
         s = self.submission
@@ -136,7 +144,24 @@ class IngestResult:
         }
         if self.reinstated:
             out["reinstated"] = True
+        if self.replaced is not None:
+            out["replaced"] = self.replaced
+            notice = shrink_notice(s.n_incidents, self.replaced["incidents"])
+            if notice:
+                out["notice"] = notice
         return out
+
+
+SHRINK_NOTICE_BELOW = 0.5  # a log with under half the reports of the one it replaces is worth a question
+
+
+def shrink_notice(now: int, before: int) -> str | None:
+    """Words for a site whose new log holds far fewer reports than the one it replaced (the wrong file?)."""
+    if before and now < before * SHRINK_NOTICE_BELOW:
+        return (f"This log has {now} report{'s' if now != 1 else ''} where the one it replaces had {before}. "
+                "If that is not what you meant (an empty template or last year's file, say), send the full log "
+                "again: the earlier one is kept and becomes current again when it is sent.")
+    return None
 
 
 def iso_utc(moment: dt.datetime | None) -> str | None:
@@ -556,11 +581,11 @@ def submit(db: Database, *, data: bytes, original_name: str, upload_folder: str 
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
-        if isinstance(result, Submission):
+        if isinstance(result, Stored):
             _test_pause("committed")
             finish_part(temporary, folder / stored_name)
-            return IngestResult(submission=result, duplicate=False,
-                                findings=[f.to_dict() for f in parsed.findings])
+            return IngestResult(submission=result.submission, duplicate=False,
+                                findings=[f.to_dict() for f in parsed.findings], replaced=result.replaced)
         temporary.unlink(missing_ok=True)  # a duplicate found inside the transaction
     finally:
         os.close(lock)
@@ -569,7 +594,7 @@ def submit(db: Database, *, data: bytes, original_name: str, upload_folder: str 
 
 def _store(session: Session, site_id: int, parsed: Parsed, *, sha: str, size: int, original_name: str,
            stored_name: str, who: str, token_id: int | None,
-           user_id: int | None) -> Submission | tuple[str, Submission]:
+           user_id: int | None) -> Stored | tuple[str, Submission]:
     """Inside the write transaction: store, or return ("duplicate", existing) if it raced in."""
     site = session.scalar(select(Site).where(Site.id == site_id).with_for_update())  # PostgreSQL row lock
     raced = session.scalar(select(Submission).where(
@@ -578,8 +603,9 @@ def _store(session: Session, site_id: int, parsed: Parsed, *, sha: str, size: in
     if raced is not None:
         return ("duplicate", raced)
     now = utcnow()
-    superseded = session.scalars(select(Submission.id).where(
+    previous = session.execute(select(Submission.id, Submission.n_incidents, Submission.n_actions).where(
         Submission.site_id == site_id, Submission.is_current.is_(True))).all()
+    superseded = [row.id for row in previous]
     if superseded:
         session.execute(update(Submission).where(Submission.id.in_(superseded))
                         .values(is_current=False, superseded_at=now))
@@ -607,7 +633,8 @@ def _store(session: Session, site_id: int, parsed: Parsed, *, sha: str, size: in
           site=site.code, content_sha256=parsed.content_sha256, original_name=original_name, size=size,
           incidents=submission.n_incidents, actions=submission.n_actions, errors=n_errors,
           warnings=submission.n_warnings, superseded=list(superseded))
-    return submission
+    return Stored(submission, {"submission_id": previous[-1].id, "incidents": previous[-1].n_incidents,
+                               "actions": previous[-1].n_actions} if previous else None)
 
 
 def _duplicate(db: Database, existing: Submission, *, who: str, file_sha256: str, via: str, data: bytes,

@@ -119,6 +119,27 @@ def test_newer_workbook_supersedes_the_older(app: Flask, client: FlaskClient, wo
     assert len(lines) - 1 == len(new.incidents)
     refs = {line.split(",")[0] for line in lines[1:]}
     assert refs == set(new.incidents["incident_ref"])
+    assert second["replaced"] == {"submission_id": first["submission_id"], "incidents": len(old.incidents),
+                                  "actions": len(old.actions)}
+    assert "replaced" not in first
+
+
+def test_a_log_far_smaller_than_the_one_it_replaces_is_stored_with_a_notice(app: Flask, client: FlaskClient,
+                                                                            workbooks, tmp_path) -> None:  # noqa: ANN001
+    from workbook_templates.builder import build_workbook
+    from workbook_templates.records import SiteRecords
+
+    token = site_token(app)
+    full_path, full = workbooks.get("OAK", seed=1)
+    assert "notice" not in upload(client, token, full_path).get_json()
+    empty = build_workbook(tmp_path / "empty.xlsx", SiteRecords(site=dict(full.site)))  # the template, as sent by mistake
+    answer = upload(client, token, empty)
+    assert answer.status_code == 201  # stored: the site decides, the old log stays for a re-send
+    body = answer.get_json()
+    assert body["counts"]["incidents"] == 0
+    assert body["notice"].startswith(f"This log has 0 reports where the one it replaces had {len(full.incidents)}.")
+    again = upload(client, token, full_path).get_json()  # the full log sent again is current again
+    assert again["reinstated"] and again["counts"]["incidents"] == len(full.incidents)
 
 
 def test_an_older_copy_sent_again_becomes_current_again(app: Flask, client: FlaskClient, workbooks) -> None:  # noqa: ANN001

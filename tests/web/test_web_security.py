@@ -226,3 +226,25 @@ def test_no_secret_is_committed() -> None:
                   if all(re.search(p, m.group()) for p in ("[A-Z]", "[a-z]", "[0-9]"))
                   and not re.fullmatch(r"[A-Za-z]+(_[A-Za-z0-9]+)+", m.group())]
     assert not found, f"key-looking strings in tracked files: {found}"
+
+
+def test_the_upload_page_says_when_a_log_is_far_smaller_than_the_one_it_replaces(people: Flask, client: FlaskClient,
+                                                                                 workbooks, tmp_path) -> None:  # noqa: ANN001
+    from workbook_templates.builder import build_workbook
+    from workbook_templates.records import SiteRecords
+
+    full_path, full = workbooks.get("OAK", seed=1)
+    empty = build_workbook(tmp_path / "empty.xlsx", SiteRecords(site=dict(full.site)))
+    assert login(client, "oak-manager").status_code == 302
+
+    def send(path: Path) -> str:
+        token = csrf_token(client, "/upload")
+        answer = client.post("/upload", content_type="multipart/form-data",
+                             data={"csrf_token": token, "files": (io.BytesIO(path.read_bytes()), path.name)})
+        assert answer.status_code == 200
+        return answer.get_data(as_text=True)
+
+    assert "where the one it replaces had" not in send(full_path)
+    page = send(empty)
+    assert 'class="notice notice-warning" role="status"' in page
+    assert f"This log has 0 reports where the one it replaces had {len(full.incidents)}." in page
