@@ -84,7 +84,8 @@ def submit_workbook():  # noqa: ANN201
                                isolation=isolation(current_app))
     except ingest.IngestError as exc:
         return _refuse(token, exc, sha=sha, name=name)
-    queries.warm_snapshot(result.submission)
+    queries.warm_snapshot(result.submission,
+                          replaced=result.replaced["submission_id"] if result.replaced else None)
     return jsonify(result.to_json()), (200 if result.duplicate else 201)
 
 

@@ -126,13 +126,16 @@ def _current_rows(session: Session, table: str, *, area: str | None, site: str |
     return concat_frames([k[table] for k in kept], _EMPTY[table], columns)
 
 
-def warm_snapshot(submission: Submission) -> None:
-    """After an upload is stored: make its snapshot in the background (the next summary then reads it)."""
+def warm_snapshot(submission: Submission, *, replaced: int | None = None) -> None:
+    """After an upload is stored: make its snapshot in the background (the next summary then reads it),
+    and drop the snapshot of the submission it ``replaced`` (a copy of health data no longer needed)."""
     from flask import current_app
 
     store = _store()
     if store is None:
         return
+    if replaced is not None:
+        store.forget(replaced)
     db = current_app.extensions["nearmiss_db"]
 
     def load(sid: int) -> dict[str, pd.DataFrame]:

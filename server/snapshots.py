@@ -105,6 +105,15 @@ class SnapshotStore:
         """Wait until every snapshot asked for with :meth:`warm_later` is made (tests; an orderly stop)."""
         self._queue.join()
 
+    def forget(self, submission_id: int) -> None:
+        """Drop what is kept for one submission (superseded by a newer log), in memory and on disk."""
+        with self._lock:
+            for key in [k for k in self._tables if k[0] == submission_id]:
+                self._rows -= _row_count(self._tables.pop(key))
+        if self.folder is not None:
+            for path in self.folder.glob(f"{submission_id}-*.arrow"):
+                path.unlink(missing_ok=True)
+
     def forget_except(self, current: Sequence[Key]) -> None:
         """Drop what is kept for submissions not in ``current`` (superseded ones), in memory and on disk."""
         current = set(current)

@@ -76,6 +76,8 @@ def test_files_are_private_and_only_current_submissions_keep_one(app: Flask, cli
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in _files(app)), folder
 
     assert upload(client, site_token(app, "OAK"), workbooks.path("OAK", seed=2)).status_code == 201
+    wait_for_snapshots(app)
+    assert len(_files(app)) == 3 * len(TABLES)  # the replaced log's snapshot went with the upload itself
     from_snapshots(app)
     second = {p.name for p in _files(app)}
     assert len(second) == 3 * len(TABLES)
