@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import io
 import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,7 +41,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -53,6 +50,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
 from sites import OUTPUT, data_end, ensure_sites, setting_of, site_code  # noqa: E402
+from tests.server.live import free_port, multipart, nearmiss_cmd  # noqa: E402 - the tests' loopback helpers
 
 NAIVE = r"""
 import sys, time, pandas as pd
@@ -129,11 +127,6 @@ def python_cmd(code: str, *args: str) -> list[str]:
     return [sys.executable, "-c", code, *args]
 
 
-def nearmiss_cmd(*args: str) -> list[str]:
-    exe = shutil.which("nearmiss")
-    return [exe, *args] if exe else [sys.executable, "-m", "server.cli", *args]
-
-
 def median_of(runs: list[dict]) -> dict:
     return {"wall": statistics.median(r["wall"] for r in runs), "wall_min": min(r["wall"] for r in runs),
             "cpu": statistics.median(r["cpu"] for r in runs), "peak_mb": max(r["peak_mb"] for r in runs),
@@ -183,12 +176,6 @@ def bench_floor(paths: list[Path], repeats: int, log) -> dict:
 
 # --- (d) and (e): the server ------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def tree_pids(root: int) -> list[int]:
     """``root`` and all its descendants (from /proc)."""
     children: dict[int, list[int]] = {}
@@ -237,16 +224,6 @@ class Sampler(threading.Thread):
         self._stop_event.set()
         self.join(5)
         return self.peak
-
-
-def multipart(path: Path) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    body = io.BytesIO()
-    body.write(f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
-               "Content-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet\r\n\r\n".encode())
-    body.write(path.read_bytes())
-    body.write(f"\r\n--{boundary}--\r\n".encode())
-    return body.getvalue(), f"multipart/form-data; boundary={boundary}"
 
 
 def http(method: str, url: str, *, token: str, body: bytes | None = None, content_type: str | None = None,
@@ -318,7 +295,7 @@ class Server:
         statuses: list[int] = []
 
         def send(path: Path) -> int:
-            body, content_type = multipart(path)
+            body, content_type = multipart(path.read_bytes(), path.name)
             status, payload = http("POST", f"{self.url}/api/v1/submissions", token=self.tokens[path.stem],
                                    body=body, content_type=content_type)
             if status not in (200, 201):
