@@ -106,13 +106,14 @@ def submission_frames(session: Session, submission_id: int) -> dict[str, pd.Data
     return {table: _rows_frame(session, table, submission_id=submission_id) for table in _TABLE_OF}
 
 
-def _current_rows(session: Session, table: str, *, area: str | None, site: str | None,
-                  columns: list[str] | None = None) -> pd.DataFrame:
-    """The current rows of ``table`` in scope, from the app's snapshots when there is an app, in site order."""
+def _current_rows(session: Session, wanted: Mapping[str, list[str] | None], *, area: str | None,
+                  site: str | None) -> dict[str, pd.DataFrame]:
+    """The current rows in scope of each table named in ``wanted`` (with the columns it names, or all),
+    in site order: from the app's snapshots when there is an app, else straight from SQL."""
     store = _store()
     if store is None:
-        frame = _rows_frame(session, table, area=area, site=site)
-        return frame if columns is None else frame[columns]
+        frames = {t: _rows_frame(session, t, area=area, site=site) for t in wanted}
+        return {t: frame if wanted[t] is None else frame[wanted[t]] for t, frame in frames.items()}
     from .snapshots import concat_frames
 
     query = (select(Submission.id, Submission.content_sha256, Site.code, Area.name)
@@ -120,10 +121,10 @@ def _current_rows(session: Session, table: str, *, area: str | None, site: str |
              .where(Submission.is_current.is_(True)).order_by(Site.code))
     current = session.execute(query).all()  # every site's (a few hundred rows): in scope, and what to keep
     store.forget_except([(sid, sha) for sid, sha, _, _ in current])
-    wanted = [(sid, sha) for sid, sha, code, area_name in current
-              if (area is None or area_name == area) and (site is None or code == site.strip().upper())]
-    kept = store.tables(wanted, lambda sid: submission_frames(session, sid))
-    return concat_frames([k[table] for k in kept], _EMPTY[table], columns)
+    in_scope = [(sid, sha) for sid, sha, code, area_name in current
+                if (area is None or area_name == area) and (site is None or code == site.strip().upper())]
+    kept = store.tables(in_scope, lambda sid: submission_frames(session, sid))
+    return {t: concat_frames([k[t] for k in kept], _EMPTY[t], columns) for t, columns in wanted.items()}
 
 
 def warm_snapshot(submission: Submission, *, replaced: int | None = None) -> None:
@@ -175,19 +176,19 @@ _EMPTY = {table: empty_rows_frame(table) for table in _TABLE_OF}  # (concat_fram
 def incidents_frame(session: Session, *, area: str | None = None, site: str | None = None,
                     columns: list[str] | None = None) -> pd.DataFrame:
     """Current incident rows: the contract's stored fields in contract order, then ``_row`` (or ``columns``)."""
-    return _current_rows(session, "incidents", area=area, site=site, columns=columns)
+    return _current_rows(session, {"incidents": columns}, area=area, site=site)["incidents"]
 
 
 def actions_frame(session: Session, *, area: str | None = None, site: str | None = None,
                   columns: list[str] | None = None) -> pd.DataFrame:
     """Current action rows: ``site_code``, the contract's stored fields in contract order, ``_row``."""
-    return _current_rows(session, "actions", area=area, site=site, columns=columns)
+    return _current_rows(session, {"actions": columns}, area=area, site=site)["actions"]
 
 
 def exposure_frame(session: Session, *, area: str | None = None, site: str | None = None,
                    columns: list[str] | None = None) -> pd.DataFrame:
     """Current exposure months: ``site_code`` and the contract's exposure fields, ``_row``."""
-    return _current_rows(session, "exposure", area=area, site=site, columns=columns)
+    return _current_rows(session, {"exposure": columns}, area=area, site=site)["exposure"]
 
 
 def sites_frame(session: Session, *, area: str | None = None, site: str | None = None) -> pd.DataFrame:
@@ -229,10 +230,8 @@ def current_frames(session: Session, *, area: str | None = None, site: str | Non
     wanted.  The rows come from the snapshots of the current submissions (:mod:`server.snapshots`).
     """
     columns = columns or {}
-    return (incidents_frame(session, area=area, site=site, columns=columns.get("incidents")),
-            actions_frame(session, area=area, site=site, columns=columns.get("actions")),
-            exposure_frame(session, area=area, site=site, columns=columns.get("exposure")),
-            sites_frame(session, area=area, site=site))
+    rows = _current_rows(session, {t: columns.get(t) for t in _TABLE_OF}, area=area, site=site)
+    return rows["incidents"], rows["actions"], rows["exposure"], sites_frame(session, area=area, site=site)
 
 
 # --- CSV -------------------------------------------------------------------------------------------
