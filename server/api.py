@@ -43,14 +43,6 @@ def _who() -> str:
     return g.token.who
 
 
-class TooLarge(ingest.IngestError):
-    status = 413
-
-
-class MissingFile(ingest.IngestError):
-    status = 400
-
-
 def _refuse(token: Token, exc: ingest.IngestError, *, sha: str | None, name: str):  # noqa: ANN202
     with write_session(get_db()) as session:
         audit(session, token.who, "submission.refused", f"site:{token.site.code}" if token.site else "",
@@ -66,9 +58,9 @@ def submit_workbook():  # noqa: ANN201
     try:
         upload = request.files.get("file")
     except RequestEntityTooLarge:  # refused before anything was read: still an attempt the audit log shows
-        return _refuse(token, TooLarge(too_large_message()), sha=None, name="")
+        return _refuse(token, ingest.TooLarge(too_large_message()), sha=None, name="")
     if upload is None:
-        return _refuse(token, MissingFile("Send the workbook as a multipart form field called 'file'."),
+        return _refuse(token, ingest.MissingFile("Send the workbook as a multipart form field called 'file'."),
                        sha=None, name="")
     data = upload.read()
     name = ingest.clean_name(upload.filename)

@@ -79,6 +79,18 @@ class UnknownSite(IngestError):
     status = 422
 
 
+class TooLarge(IngestError):
+    """The request was over the upload limit (refused before it was read)."""
+
+    status = 413
+
+
+class MissingFile(IngestError):
+    """The request had no ``file`` field."""
+
+    status = 400
+
+
 class ServerBusy(IngestError):
     """Every reader slot stayed taken for the whole wait; nothing was stored (HTTP 503)."""
 
