@@ -76,8 +76,7 @@ def submit_workbook():  # noqa: ANN201
                                isolation=isolation(current_app))
     except ingest.IngestError as exc:
         return _refuse(token, exc, sha=sha, name=name)
-    queries.warm_snapshot(result.submission,
-                          replaced=result.replaced["submission_id"] if result.replaced else None)
+    queries.warm_snapshot(result)
     return jsonify(result.to_json()), (200 if result.duplicate else 201)
 
 

@@ -127,16 +127,17 @@ def _current_rows(session: Session, wanted: Mapping[str, list[str] | None], *, a
     return {t: concat_frames([k[t] for k in kept], _EMPTY[t], columns) for t, columns in wanted.items()}
 
 
-def warm_snapshot(submission: Submission, *, replaced: int | None = None) -> None:
-    """After an upload is stored: make its snapshot in the background (the next summary then reads it),
-    and drop the snapshot of the submission it ``replaced`` (a copy of health data no longer needed)."""
+def warm_snapshot(result) -> None:  # noqa: ANN001 - server.ingest.IngestResult
+    """After an upload is answered: make its snapshot in the background (the next summary then reads it),
+    and drop the snapshot of the submission it replaced (a copy of health data no longer needed)."""
     from flask import current_app
 
     store = _store()
     if store is None:
         return
-    if replaced is not None:
-        store.forget(replaced)
+    if result.replaced is not None:
+        store.forget(result.replaced["submission_id"])
+    submission = result.submission
     db = current_app.extensions["nearmiss_db"]
 
     def load(sid: int) -> dict[str, pd.DataFrame]:

@@ -223,8 +223,7 @@ def _store_upload(user: User, upload: Any) -> dict:
             audit(write, user.who, "submission.refused", f"site:{site_code}" if site_code else "",
                   file_sha256=sha, status=exc.status, reason=exc.message[:500], original_name=name)
         return {"file": name, "ok": False, "error": exc.message, "status": exc.status}
-    queries.warm_snapshot(result.submission,
-                          replaced=result.replaced["submission_id"] if result.replaced else None)
+    queries.warm_snapshot(result)
     answer = result.to_json()
     state = "reinstated" if answer.get("reinstated") else "duplicate" if answer["duplicate"] else "stored"
     findings = sorted(answer["findings"], key=lambda f: (f["severity"] != "error", f["sheet"], _cell_key(f["cell"])))
