@@ -115,15 +115,38 @@ class ReaderFailed(IngestError, RuntimeError):
 
 
 @dataclass
+class Rows:
+    """One table's rows as stored, column by column: each stored field, ``raw_values`` and
+    ``excel_row``, each a list of plain Python values (one per row).
+
+    Columns rather than a dict per row: hashing them, sending them back from the reader process
+    and inserting them cost a fraction of what 2,000 dicts of 30 keys each did.
+    """
+
+    columns: dict[str, list[Any]]
+
+    def __len__(self) -> int:
+        return len(self.columns["excel_row"])
+
+    def records(self, **constant: Any) -> list[dict[str, Any]]:
+        """A dict per row (for an executemany), each with the ``constant`` columns added."""
+        names = list(self.columns)
+        return [{**dict(zip(names, values)), **constant} for values in zip(*self.columns.values())]
+
+
+@dataclass
 class Parsed:
     """A workbook read and validated, its rows normalised to plain Python values."""
 
     site: dict[str, Any]
-    incidents: list[dict[str, Any]]
-    actions: list[dict[str, Any]]
-    exposure: list[dict[str, Any]]
+    incidents: Rows
+    actions: Rows
+    exposure: Rows
     findings: list[Finding]
     content_sha256: str = ""
+
+    def tables(self) -> dict[str, Rows]:
+        return {"incidents": self.incidents, "actions": self.actions, "exposure": self.exposure}
 
 
 class Stored(NamedTuple):
@@ -140,6 +163,7 @@ class IngestResult:
     findings: list[dict] = field(default_factory=list)  # Finding.to_dict() form
     reinstated: bool = False  # a duplicate of an older submission, made current again
     replaced: dict | None = None  # the site's current submission before this one: id and counts
+    stored: Parsed | None = None  # what was just stored (a new submission only): its snapshot is made from it
 
     def to_json(self) -> dict:
         s = self.submission
@@ -212,8 +236,8 @@ def read_and_validate(data: bytes, *, name: str, today: dt.date | None = None) -
     return parsed
 
 
-def normalise_frame(frame: pd.DataFrame, fields: tuple[Field, ...]) -> list[dict[str, Any]]:
-    """The frame's rows as dicts of the stored fields (plain Python values), ``raw_values`` and ``excel_row``.
+def normalise_frame(frame: pd.DataFrame, fields: tuple[Field, ...]) -> Rows:
+    """The frame's stored fields as plain Python values (:class:`Rows`), with ``raw_values`` and ``excel_row``.
 
     The same values as :func:`normalise_row` of each record, worked out a column at a time.
     """
@@ -222,16 +246,10 @@ def normalise_frame(frame: pd.DataFrame, fields: tuple[Field, ...]) -> list[dict
     columns = {f.name: _column_values(frame[f.name] if f.name in frame else None, f.type, n) for f in stored}
     raws = {f.name: [None if is_blank(v) else to_text(v) for v in frame[f"_raw_{f.name}"].tolist()]
             for f in stored if f"_raw_{f.name}" in frame}
-    excel_rows = _column_values(frame["_row"] if "_row" in frame else None, "int", n)
-    names = list(columns)
-    rows = []
-    for i, values in enumerate(zip(*columns.values()) if names else ([] for _ in range(n))):
-        row = dict(zip(names, values))
-        raw = {name: texts[i] for name, texts in raws.items() if texts[i] is not None}
-        row["raw_values"] = raw or None
-        row["excel_row"] = excel_rows[i]
-        rows.append(row)
-    return rows
+    columns["raw_values"] = ([{name: texts[i] for name, texts in raws.items() if texts[i] is not None} or None
+                              for i in range(n)] if raws else [None] * n)
+    columns["excel_row"] = _column_values(frame["_row"] if "_row" in frame else None, "int", n)
+    return Rows(columns)
 
 
 def _column_values(column: pd.Series | None, kind: str, n: int) -> list[Any]:
@@ -377,8 +395,7 @@ def to_time_text(value: Any) -> str | None:
 
 def content_hash(parsed: Parsed) -> str:
     """SHA-256 of the normalised rows: equal for the same log however the file was saved."""
-    payload = {"site": parsed.site, "incidents": parsed.incidents, "actions": parsed.actions,
-               "exposure": parsed.exposure}
+    payload = {"site": parsed.site, **{table: rows.columns for table, rows in parsed.tables().items()}}
     text = json.dumps(payload, sort_keys=True, default=_json_default, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -420,7 +437,12 @@ def reader_slots(workers: int) -> threading.BoundedSemaphore:
 
 
 logger = logging.getLogger(__name__)
-PRELOAD = ["addin.reader", "addin.validate", "server.ingest"]
+# Imported once in the fork server, not per upload.  server.cli too: each worker runs the main
+# script again on start (multiprocessing's "fixup" of __main__; preloading "__main__" itself does
+# not work in Python 3.11), and for `nearmiss serve` that script imports the whole CLI, openpyxl
+# included, which cost about a sixth of each upload's CPU time.  With it preloaded the re-run finds
+# every import done.
+PRELOAD = ["server.cli", "addin.reader", "addin.validate", "server.ingest"]
 _CRASHED = ("The workbook could not be read: reading it stopped the reader (the file may be damaged or "
             "built to harm). Open it in Excel, save it again and send the new copy; if that fails, "
             "ask your administrator.")
@@ -449,7 +471,7 @@ def _run_worker(fn: Any, args: tuple, isolation: Isolation) -> Any:
     import time
 
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)  # imported once in the fork server, not per upload
+    context.set_forkserver_preload(PRELOAD)
     receiver, sender = context.Pipe(duplex=False)
     worker = context.Process(target=_worker, args=(sender, fn, args, isolation.memory_mb), daemon=True,
                              name="nearmiss-reader")
@@ -597,7 +619,8 @@ def submit(db: Database, *, data: bytes, original_name: str, upload_folder: str 
             _test_pause("committed")
             finish_part(temporary, folder / stored_name)
             return IngestResult(submission=result.submission, duplicate=False,
-                                findings=[f.to_dict() for f in parsed.findings], replaced=result.replaced)
+                                findings=[f.to_dict() for f in parsed.findings], replaced=result.replaced,
+                                stored=parsed)
         temporary.unlink(missing_ok=True)  # a duplicate found inside the transaction
     finally:
         os.close(lock)
@@ -633,8 +656,8 @@ def _store(session: Session, site_id: int, parsed: Parsed, *, sha: str, size: in
     keys = {"submission_id": submission.id, "site_id": site_id}
     for model, rows in ((Incident, parsed.incidents), (Action, parsed.actions),
                         (ExposureMonth, parsed.exposure)):
-        if rows:  # Core insert of the table: one executemany (the ORM's bulk path ran one per row here)
-            session.execute(insert(model.__table__), [{**row, **keys} for row in rows])
+        if len(rows):  # Core insert of the table: one executemany (the ORM's bulk path ran one per row here)
+            session.execute(insert(model.__table__), rows.records(**keys))
     session.add(SiteSheet(submission_id=submission.id, **parsed.site))
     if parsed.findings:
         session.execute(insert(FindingRow.__table__), [

@@ -39,18 +39,23 @@ def pandas_dtype(f: Field) -> str:
 
 def typed_frame(rows: list, columns: list[str], dtypes: dict[str, str]) -> pd.DataFrame:
     """A frame of ``rows`` (tuples in ``columns`` order) with each column cast to its dtype."""
-    raw = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    values = list(zip(*rows)) if rows else [()] * len(columns)
+    return typed_columns(dict(zip(columns, map(list, values))), dtypes)
+
+
+def typed_columns(data: Mapping[str, list], dtypes: dict[str, str]) -> pd.DataFrame:
+    """A frame of ``data`` (a list of values per column, in order) with each column cast to its dtype."""
     out = {}
-    for name in columns:
-        col = raw[name]
+    for name, values in data.items():
+        col = pd.Series(values, dtype="object")
         dtype = dtypes.get(name, "str")
         if dtype.startswith("datetime64"):
             out[name] = pd.to_datetime(col, utc=dtype.endswith("UTC]")).astype(dtype)
         elif dtype == "str":
-            out[name] = col.astype("object").where(col.notna(), None).astype("str")
+            out[name] = col.where(col.notna(), None).astype("str")
         else:
-            out[name] = col.astype("object").where(col.notna(), None).astype(dtype)
-    return pd.DataFrame(out, columns=columns)
+            out[name] = col.where(col.notna(), None).astype(dtype)
+    return pd.DataFrame(out, columns=list(data))
 
 
 def _scope(query: Select, *, area: str | None, site: str | None) -> Select:
@@ -106,6 +111,26 @@ def submission_frames(session: Session, submission_id: int) -> dict[str, pd.Data
     return {table: _rows_frame(session, table, submission_id=submission_id) for table in _TABLE_OF}
 
 
+def stored_frames(site_code: str, tables: Mapping) -> dict[str, pd.DataFrame] | None:  # noqa: ANN001
+    """:func:`submission_frames` of a submission worked out from the rows just stored (``server.ingest.Rows``
+    by table), without reading them back: the same values, types and order (excel row, then as inserted).
+
+    None when a row has no excel row (the database's order of those differs between backends).
+    """
+    out = {}
+    for table, rows in tables.items():
+        names, order, dtypes = _layout(table)
+        excel_rows = rows.columns["excel_row"]
+        if any(r is None for r in excel_rows):
+            return None
+        data = {"site_code": [site_code] * len(rows), **{n: rows.columns[n] for n in names}, "_row": excel_rows}
+        frame = typed_columns(data, dtypes)[order]
+        if any(a > b for a, b in zip(excel_rows, excel_rows[1:])):
+            frame = frame.sort_values("_row", kind="stable", ignore_index=True)
+        out[table] = frame
+    return out
+
+
 def _current_rows(session: Session, wanted: Mapping[str, list[str] | None], *, area: str | None,
                   site: str | None) -> dict[str, pd.DataFrame]:
     """The current rows in scope of each table named in ``wanted`` (with the columns it names, or all),
@@ -140,7 +165,13 @@ def warm_snapshot(result) -> None:  # noqa: ANN001 - server.ingest.IngestResult
     submission = result.submission
     db = current_app.extensions["nearmiss_db"]
 
+    site_code = submission.site.code  # here, in the request: the background thread has no session
+
     def load(sid: int) -> dict[str, pd.DataFrame]:
+        if result.stored is not None:  # just stored: made from the rows in hand, not read back
+            frames = stored_frames(site_code, result.stored.tables())
+            if frames is not None:
+                return frames
         with db.sessions() as session:
             return submission_frames(session, sid)
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Callable
+from pathlib import Path
+
+import openpyxl
 
 import pandas as pd
 import pytest
@@ -13,7 +16,7 @@ from sqlalchemy import event
 
 from server import create_app
 from server.db import get_db
-from server.queries import _rows_frame, current_frames, wait_for_snapshots
+from server.queries import _rows_frame, current_frames, stored_frames, submission_frames, wait_for_snapshots
 from server.snapshots import FOLDER
 
 from .support import send_three_sites, site_token, upload
@@ -23,6 +26,7 @@ SCOPES = ({}, {"area": "North"}, {"area": "South"}, {"site": "OAK"}, {"site": "o
 
 
 def from_snapshots(app: Flask, **scope) -> tuple[pd.DataFrame, ...]:  # noqa: ANN003
+    wait_for_snapshots(app)  # the uploads' own snapshots (made from the rows they stored), not loaded here
     with app.app_context(), get_db(app).sessions() as session:
         return current_frames(session, **scope)[:3]
 
@@ -135,4 +139,37 @@ def test_an_upload_makes_its_snapshot_in_the_background(app: Flask, client: Flas
     wait_for_snapshots(app)
     assert len(_files(app)) == 3 * len(TABLES)  # made after each upload, before any summary asked
     assert row_queries(app, lambda: from_snapshots(app)) == []
+    assert_same(app)
+
+
+def _odd_cells(path: Path, out: Path) -> Path:
+    """The workbook with cells the reader keeps as raw text, blanks, padded text and a number too big for SQL."""
+    book = openpyxl.load_workbook(path)
+    log = book["Log"]
+    headers = {cell.value: cell.column for cell in log[1]}
+    log.cell(2, headers["Date occurred"]).value = "31/02/2026"  # no such date: NULL, raw text kept
+    log.cell(3, headers["Consequence (1-5)"]).value = 3_000_000_000  # beyond SQL INTEGER: NULL
+    log.cell(4, headers["What happened"]).value = "   "  # only spaces: blank
+    log.cell(5, headers["Notes"]).value = "  kept as typed  "  # long text keeps its spaces
+    log.cell(6, headers["Time occurred"]).value = "half past two"  # unreadable time: raw text kept
+    book.save(out)
+    return out
+
+
+@pytest.mark.fresh_parse
+def test_the_snapshot_made_from_the_stored_rows_equals_reading_them_back(app: Flask, client: FlaskClient,
+                                                                         workbooks, tmp_path: Path) -> None:  # noqa: ANN001
+    path = _odd_cells(workbooks.path("OAK"), tmp_path / "odd.xlsx")
+    response = upload(client, site_token(app, "OAK"), path)
+    assert response.status_code == 201, response.get_json()
+    from server import ingest
+
+    parsed = ingest.read_and_validate(path.read_bytes(), name="odd.xlsx")
+    assert any(raw for raw in parsed.incidents.columns["raw_values"])  # the odd cells are there
+    made = stored_frames("OAK", parsed.tables())
+    with get_db(app).sessions() as session:
+        read_back = submission_frames(session, response.get_json()["submission_id"])
+    assert made is not None and set(made) == set(read_back) == set(TABLES)
+    for table in TABLES:
+        pd.testing.assert_frame_equal(made[table], read_back[table], obj=table)
     assert_same(app)
