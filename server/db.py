@@ -17,16 +17,17 @@ default) keeps that pool at 64.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, Table, create_engine, event, insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -128,6 +129,36 @@ def write_session(db: Database) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def insert_columns(session: Session, table: Table, columns: Mapping[str, list], **constant: Any) -> None:
+    """INSERT rows given column by column (every list one value per row), plus ``constant`` columns.
+
+    The same statement and the same bound values as ``session.execute(insert(table), rows)``: each
+    column's values go through its SQLAlchemy type's own bind processor (dates as text on SQLite,
+    JSON serialised...).  But the driver's executemany gets the rows as they are, without SQLAlchemy
+    building every row's parameters one by one, which was most of the cost of storing an upload.
+    """
+    names = [*columns, *constant]
+    n = len(next(iter(columns.values()), []))
+    if not n:
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    compiled = insert(table).compile(dialect=dialect, column_keys=names, for_executemany=True)
+    defaults = set(compiled.params) - set(names)
+    if defaults:  # SQLAlchemy would work out these columns' Python-side defaults; the driver cannot
+        raise ValueError(f"insert_columns into {table.name} needs every column with a default: {sorted(defaults)}")
+    values: dict[str, list] = {}
+    for name in names:
+        given = columns[name] if name in columns else [constant[name]] * n
+        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        values[name] = given if process is None else [None if v is None else process(v) for v in given]
+    if compiled.positiontup is not None:  # qmark (SQLite): tuples in the statement's order
+        rows: list = list(zip(*(values[name] for name in compiled.positiontup)))
+    else:  # named (psycopg's pyformat)
+        rows = [dict(zip(values, row)) for row in zip(*values.values())]
+    connection.exec_driver_sql(compiled.string, rows)
 
 
 def alembic_config(connection=None) -> Config:  # noqa: ANN001

@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -48,7 +48,7 @@ from addin.findings import Finding
 from workbook_templates.contract import ACTIONS, EXPOSURE_FIELDS, INCIDENTS, SITE_FIELDS, Field
 
 from .admin import audit
-from .db import Database, write_session
+from .db import Database, insert_columns, write_session
 from .models import (
     Action, ExposureMonth, FindingRow, Incident, Site, SiteSheet, Submission, stored_fields, utcnow,
 )
@@ -127,11 +127,6 @@ class Rows:
 
     def __len__(self) -> int:
         return len(self.columns["excel_row"])
-
-    def records(self, **constant: Any) -> list[dict[str, Any]]:
-        """A dict per row (for an executemany), each with the ``constant`` columns added."""
-        names = list(self.columns)
-        return [{**dict(zip(names, values)), **constant} for values in zip(*self.columns.values())]
 
 
 @dataclass
@@ -656,14 +651,14 @@ def _store(session: Session, site_id: int, parsed: Parsed, *, sha: str, size: in
     keys = {"submission_id": submission.id, "site_id": site_id}
     for model, rows in ((Incident, parsed.incidents), (Action, parsed.actions),
                         (ExposureMonth, parsed.exposure)):
-        if len(rows):  # Core insert of the table: one executemany (the ORM's bulk path ran one per row here)
-            session.execute(insert(model.__table__), rows.records(**keys))
+        insert_columns(session, model.__table__, rows.columns, **keys)
     session.add(SiteSheet(submission_id=submission.id, **parsed.site))
-    if parsed.findings:
-        session.execute(insert(FindingRow.__table__), [
-            {"submission_id": submission.id, "sheet": f.sheet[:100], "cell": f.cell[:20], "ref": f.ref or "",
-             "rule": f.rule[:20], "severity": f.severity[:10], "message": f.message}
-            for f in parsed.findings])
+    found = parsed.findings
+    insert_columns(session, FindingRow.__table__, {
+        "sheet": [f.sheet[:100] for f in found], "cell": [f.cell[:20] for f in found],
+        "ref": [f.ref or "" for f in found], "rule": [f.rule[:20] for f in found],
+        "severity": [f.severity[:10] for f in found], "message": [f.message for f in found]},
+        submission_id=submission.id)
     audit(session, who, "submission.stored", f"submission:{submission.id}", file_sha256=sha,
           site=site.code, content_sha256=parsed.content_sha256, original_name=original_name, size=size,
           incidents=submission.n_incidents, actions=submission.n_actions, errors=n_errors,
