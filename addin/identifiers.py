@@ -1,9 +1,10 @@
 """Personal identifiers in free text: NHS numbers, dates of birth, postcodes and titled names.
 
 Every function takes a pandas Series of text (one cell per element; missing
-values allowed) and works on the whole column with pandas' vectorised string
-methods.  The finders return a Series of the first matched text per row
+values allowed).  The finders return a Series of the first matched text per row
 (missing where nothing matched); the ``has_*`` helpers return boolean masks.
+Each kind has a cheap pre-filter run over the whole column in Arrow (RE2); only
+the few rows it keeps go through the exact pattern, one ``first_*`` call per text.
 Only candidate NHS numbers are checked for their modulus-11 check digit.
 
 What counts (and what deliberately does not):
@@ -30,11 +31,14 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # --- NHS number -------------------------------------------------------------------------
 # A candidate: 10 digits, optionally grouped 3-3-4 by spaces or dashes, not part of a longer number.
 NHS_CANDIDATE = r"(?<!\d)(?<!\d[ -])(\d{3})[ -]?(\d{3})[ -]?(\d{4})(?!\d)(?![ -]\d)"
 NHS_WEIGHTS = np.arange(10, 1, -1)  # 10, 9, ..., 2 over the first nine digits
+_NHS_WEIGHTS = tuple(NHS_WEIGHTS.tolist())
 
 
 def nhs_check_digit(first_nine: str) -> int | None:
@@ -68,17 +72,23 @@ def valid_nhs_numbers(digits: pd.Series) -> pd.Series:
 
 def find_nhs_numbers(text: pd.Series) -> pd.Series:
     """The first NHS number (as written) per row, or missing."""
-    text = _as_text(text)
-    out = pd.Series(pd.NA, index=text.index, dtype="object")
-    text = _candidates(text, NHS_PREFILTER)
-    found = text.str.extractall(NHS_CANDIDATE) if len(text) else None
-    if found is None or found.empty:
-        return out.astype("str")
-    digits = found[0] + found[1] + found[2]
-    valid = valid_nhs_numbers(digits)
-    first = digits[valid].groupby(level=0).first()
-    out.loc[first.index] = first.to_numpy()
-    return out.astype("str")
+    return _find(text, "nhs_number")
+
+
+_NHS = re.compile(NHS_CANDIDATE)
+
+
+def first_nhs_number(text: str) -> str | None:
+    """The first candidate in ``text`` with a valid check digit (its 10 digits), or None."""
+    for groups in _NHS.findall(text):
+        digits = "".join(groups)
+        numbers = [int(c) for c in digits]
+        if len(set(numbers)) == 1:  # one repeated digit: a placeholder
+            continue
+        check = 11 - sum(w * d for w, d in zip(_NHS_WEIGHTS, numbers)) % 11
+        if (0 if check == 11 else check) == numbers[9]:  # 10 never equals a digit
+            return digits
+    return None
 
 
 # --- date of birth --------------------------------------------------------------------------
@@ -95,10 +105,17 @@ DOB_PATTERN = (rf"(?i)(?:{_DOB_CUE}[\s:=(\-–]{{0,4}}(?:(?:is|was|of)\s+)?({_DA
 
 def find_dates_of_birth(text: pd.Series) -> pd.Series:
     """The first date written next to a date-of-birth cue per row, or missing."""
-    text = _as_text(text)
-    some = _candidates(_candidates(text, DOB_PREFILTER), DOB_CUE_PREFILTER)
-    found = some.str.extract(DOB_PATTERN)
-    return found[0].fillna(found[1]).astype("str").reindex(text.index)
+    return _find(text, "date_of_birth")
+
+
+_DOB = re.compile(DOB_PATTERN)
+
+
+def first_date_of_birth(text: str) -> str | None:
+    m = _DOB.search(text)
+    if m is None:
+        return None
+    return m.group(1) if m.group(1) is not None else m.group(2)
 
 
 # --- postcode -------------------------------------------------------------------------------
@@ -111,8 +128,15 @@ POSTCODE_PATTERN = (
 
 def find_postcodes(text: pd.Series) -> pd.Series:
     """The first UK postcode per row, or missing."""
-    text = _as_text(text)
-    return _candidates(text, POSTCODE_PREFILTER).str.extract(POSTCODE_PATTERN)[0].astype("str").reindex(text.index)
+    return _find(text, "postcode")
+
+
+_POSTCODE = re.compile(POSTCODE_PATTERN)
+
+
+def first_postcode(text: str) -> str | None:
+    m = _POSTCODE.search(text)
+    return None if m is None else m.group(1)
 
 
 # --- a title followed by a name ------------------------------------------------------------
@@ -129,17 +153,18 @@ NOT_NAMES = frozenset({"And", "Or", "The", "To", "Of", "In", "On", "At", "For", 
 
 def find_titled_names(text: pd.Series) -> pd.Series:
     """The first name written after a title (e.g. 'Jones' in 'Mrs Jones') per row, or missing."""
-    text = _as_text(text)
-    out = pd.Series(pd.NA, index=text.index, dtype="object")
-    text = _candidates(text, NAME_PREFILTER)
-    found = text.str.extractall(NAME_PATTERN) if len(text) else None
-    if found is None or found.empty:
-        return out.astype("str")
-    names = found[0].str.strip()
-    names = names[~names.isin(NOT_NAMES)]
-    first = names.groupby(level=0).first()
-    out.loc[first.index] = first.to_numpy()
-    return out.astype("str")
+    return _find(text, "name")
+
+
+_NAME = re.compile(NAME_PATTERN)
+
+
+def first_titled_name(text: str) -> str | None:
+    for name in _NAME.findall(text):
+        name = name.strip()
+        if name not in NOT_NAMES:
+            return name
+    return None
 
 
 # --- cheap pre-filters --------------------------------------------------------------------
@@ -158,15 +183,85 @@ NAME_PREFILTER = r"(?:Mrs|Mr|Ms|Miss|Mx|Dr|MRS|MR|MISS|DR|mrs|mr)\.?[ \t]+[A-Z]"
 ANY_PREFILTER = r"\p{Nd}|" + NAME_PREFILTER
 
 
-def _candidates(text: pd.Series, prefilter: str) -> pd.Series:
-    """The rows of ``text`` (pandas str) that match ``prefilter`` (RE2 syntax), index kept."""
-    array = getattr(text.array, "_pa_array", None)
-    if array is None or not len(text):
-        return text
-    import pyarrow.compute as pc
+# Each kind: its pre-filters (applied in turn) and its finder of one text.
+PREFILTERS = {
+    "nhs_number": (NHS_PREFILTER,),
+    "date_of_birth": (DOB_PREFILTER, DOB_CUE_PREFILTER),
+    "postcode": (POSTCODE_PREFILTER,),
+    "name": (NAME_PREFILTER,),
+}
+FIRST = {
+    "nhs_number": first_nhs_number,
+    "date_of_birth": first_date_of_birth,
+    "postcode": first_postcode,
+    "name": first_titled_name,
+}
+_NONE = np.zeros(0, dtype=np.int64)
 
-    hit = pc.match_substring_regex(array, prefilter).to_numpy(zero_copy_only=False)
-    return text[hit.astype(bool) & ~pd.isna(hit)] if hit.dtype == object else text[hit]
+
+def text_array(text: pd.Series) -> pa.Array:
+    """The column's text as one Arrow string array (null where missing), whatever the column held."""
+    text = _as_text(text)
+    array = getattr(text.array, "_pa_array", None)
+    if array is None:
+        return pa.array([v if isinstance(v, str) else None for v in text.tolist()], type=pa.large_string())
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def matching(array: pa.Array, prefilter: str) -> np.ndarray:
+    """Positions of the values of ``array`` that match ``prefilter`` (RE2 syntax); missing never does."""
+    if not len(array) or array.null_count == len(array):
+        return _NONE
+    hit = pc.match_substring_regex(array, prefilter)
+    if hit.null_count:
+        hit = hit.fill_null(False)
+    return np.flatnonzero(hit.to_numpy(zero_copy_only=False))
+
+
+def first_found(array: pa.Array, kinds=tuple(FIRST), *, candidates: np.ndarray | None = None
+                ) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Per kind: the positions in ``array`` where one was found, and the first one found there.
+
+    ``candidates`` (positions) limits the search to those rows.  Each kind's pre-filters pick its
+    rows in one Arrow pass each; only those rows' text goes through the finder, in Python.
+    """
+    rows = np.arange(len(array), dtype=np.int64) if candidates is None else candidates
+    some = array if candidates is None else array.take(pa.array(candidates, type=pa.int64()))
+    out = {}
+    for kind in kinds:
+        positions, values = rows, some
+        for prefilter in PREFILTERS[kind]:
+            keep = matching(values, prefilter)
+            positions, values = positions[keep], values.take(pa.array(keep, type=pa.int64()))
+        find = FIRST[kind]
+        found_at, found = [], []
+        for position, value in zip(positions.tolist(), values.to_pylist()):
+            first = find(value)
+            if first is not None:
+                found_at.append(position)
+                found.append(first)
+        out[kind] = (np.array(found_at, dtype=np.int64), found)
+    return out
+
+
+def scan_array(array: pa.Array) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, list[str]]]]:
+    """(the rows that may hold an identifier, :func:`first_found` of those rows) for one column.
+
+    The rows left out (no digit and no title) hold no identifier of any kind.
+    """
+    some = matching(array, ANY_PREFILTER)  # one pass over every row; the finders see the few left
+    if not some.size:
+        return some, {kind: (_NONE, []) for kind in FIRST}
+    return some, first_found(array, candidates=some)
+
+
+def _find(text: pd.Series, kind: str) -> pd.Series:
+    """The first identifier of ``kind`` per row (pandas str, missing where none)."""
+    text = _as_text(text)
+    positions, values = first_found(text_array(text), (kind,))[kind]
+    out = np.full(len(text), None, dtype=object)
+    out[positions] = values
+    return pd.Series(out, index=text.index, dtype="str")
 
 
 # --- all of them ----------------------------------------------------------------------------
@@ -197,8 +292,14 @@ def scan_candidates(text: pd.Series) -> pd.DataFrame:
     column as long as the text.
     """
     text = _as_text(text)
-    some = _candidates(text, ANY_PREFILTER)  # one pass over every row; the finders see the few left
-    return pd.DataFrame({kind: finder(some) for kind, finder in FINDERS.items()}, index=some.index)
+    some, found = scan_array(text_array(text))
+    index = text.index[some]
+    columns = {}
+    for kind, (positions, values) in found.items():
+        column = np.full(len(some), None, dtype=object)
+        column[np.searchsorted(some, positions)] = values
+        columns[kind] = pd.Series(column, index=index, dtype="str")
+    return pd.DataFrame(columns, index=index)
 
 
 def _nothing_found(index: pd.Index) -> pd.DataFrame:
