@@ -4,8 +4,13 @@ A check takes the normalised frames (:class:`Frames`: incidents, actions, the Si
 as a one-row frame, exposure, and ``today``) and returns a list of :class:`Hit`: a
 boolean mask over one frame, the field the finding points at and, where the message
 needs it, the value to show.  ``CHECKS`` maps each rule id to its check.  No check loops
-over rows: pandas does the work on whole columns.  The workbook-level rules (NM090-NM094)
-are structural and come from the reader.
+over rows: each works on whole columns.  The workbook-level rules (NM090-NM094) are
+structural and come from the reader.
+
+Checks read their columns through :meth:`Frames.table`: a :class:`Table` computes each
+derived column a check asks for (missing or not, in a code list, as dates, casefolded) once
+per validation, as a numpy array, so the ~45 checks share the work and none pays pandas'
+per-call cost on every small frame.
 
 :func:`suggested_tier` and :func:`expected_notification` are also used by the converter.
 """
@@ -58,6 +63,24 @@ class Frames:
     def frame(self, record: str) -> pd.DataFrame:
         return getattr(self, record)
 
+    def table(self, record: str) -> "Table":
+        """The record's frame with its derived columns, each computed once per validation."""
+        key = ("table", record)
+        table = self._cache.get(key)
+        if table is None:
+            table = self._cache[key] = Table(self.frame(record))
+        return table
+
+    def cached(self, key: object, make: Callable[[], object]) -> object:
+        """``make()`` computed once per validation (for what several checks share)."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    @property
+    def today64(self) -> np.datetime64:
+        return self.today.to_datetime64()
+
     @property
     def site_code(self) -> str | None:
         value = self.site["site_code"].iloc[0] if "site_code" in self.site and len(self.site) else None
@@ -73,14 +96,16 @@ class Frames:
 class Hit:
     """Rows of one frame that break a rule, at one field.
 
-    ``value`` is a Series (aligned with the frame) or a scalar shown as {value} in the
-    message; None shows the cell's own value (its raw text when it could not be read).
-    ``frame`` is given when the rows are not a record frame (NM082's months).
+    ``mask`` is a boolean numpy array (one flag per row of the frame) or a boolean Series
+    (aligned with the frame by label).  ``value`` is a numpy array (one per row), a Series
+    (aligned by label) or a scalar shown as {value} in the message; None shows the cell's
+    own value (its raw text when it could not be read).  ``frame`` is given when the rows
+    are not a record frame (NM082's months).
     """
 
     record: str  # "incidents" | "actions" | "site" | "exposure"
     field: str
-    mask: pd.Series
+    mask: np.ndarray | pd.Series
     value: object = None
     frame: pd.DataFrame | None = None
 
@@ -211,6 +236,93 @@ def linked_refs(actions: pd.DataFrame, *, include_cancelled: bool = True) -> pd.
     return pd.DataFrame({"ref": exploded, "key": exploded.str.casefold()})
 
 
+# --- a frame's derived columns, each computed once ---------------------------------------------
+_DAY_US = 86_400_000_000  # microseconds in a day
+
+
+class Table:
+    """A record frame and what checks derive from its columns, each as a numpy array, computed once.
+
+    Every array has one element per row of the frame (positions, not labels).  A column the
+    frame lacks reads as all missing, as :func:`col` gives it.
+    """
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self.n = len(frame)
+        self._memo: dict = {}
+
+    def _cached(self, key: tuple, make: Callable[[], object]):
+        try:
+            return self._memo[key]
+        except KeyError:
+            value = self._memo[key] = make()
+            return value
+
+    def column(self, name: str) -> pd.Series:
+        return col(self.frame, name)
+
+    def valid(self, name: str) -> np.ndarray:
+        """True where ``name`` holds a value (``col(frame, name).notna()``)."""
+        return self._cached(("valid", name), lambda: _valid(self.frame[name]) if name in self.frame
+                            else np.zeros(self.n, dtype=bool))
+
+    def present(self, name: str) -> np.ndarray:
+        """True where the cell holds something: a value, or text that could not be read (:func:`present`)."""
+        return self._cached(("present", name), lambda: self.valid(name) | self.unreadable(name))
+
+    def blank(self, name: str) -> np.ndarray:
+        return self._cached(("blank", name), lambda: ~self.present(name))
+
+    def unreadable(self, name: str) -> np.ndarray:
+        """True where the cell held text that could not be read as its type (``raw(frame, name).notna()``)."""
+        return self.valid(f"_raw_{name}")
+
+    def equals(self, name: str, *values: str) -> np.ndarray:
+        """True where ``name`` is one of ``values`` (:func:`equals`; missing never is)."""
+        def make() -> np.ndarray:
+            if name not in self.frame:
+                return np.zeros(self.n, dtype=bool)
+            return np.asarray(isin_values(self.frame[name], values).to_numpy(), dtype=bool)
+        return self._cached(("equals", name, values), make)
+
+    def valid_code(self, name: str, list_name: str) -> np.ndarray:
+        """True where ``name`` is a code of its list (:func:`is_valid_code`)."""
+        return self.equals(name, *CODE_LISTS[list_name])
+
+    def dates(self, name: str) -> np.ndarray:
+        """The column as datetime64 (NaT where missing or not a date), as :func:`dates` reads it."""
+        def make() -> np.ndarray:
+            column = self.frame[name] if name in self.frame else None
+            if column is not None and isinstance(column.dtype, np.dtype) and column.dtype.kind == "M":
+                return column.to_numpy()
+            return dates(self.frame, name).to_numpy()
+        return self._cached(("dates", name), make)
+
+    def before(self, later: str, earlier: str) -> np.ndarray:
+        """True where both dates are known and ``later`` falls before ``earlier`` (:func:`before`)."""
+        return self.dates(later) < self.dates(earlier)
+
+    def days_to(self, start: str, end: np.datetime64 | np.ndarray) -> np.ndarray:
+        """Whole days from the date in ``start`` to ``end`` (floored, as ``Timedelta.days``), NaN when unknown."""
+        delta = (end - self.dates(start)).astype("timedelta64[us]")
+        known = ~np.isnat(delta)
+        days = np.full(self.n, np.nan)
+        days[known] = delta[known].astype(np.int64) // _DAY_US
+        return days
+
+    def folded(self, name: str) -> pd.Series:
+        """:func:`casefolded` text of ``name``."""
+        return self._cached(("folded", name), lambda: casefolded(self.column(name)))
+
+
+def mask_at(n: int, positions: np.ndarray) -> np.ndarray:
+    """A boolean array of ``n`` flags, set at ``positions``."""
+    mask = np.zeros(n, dtype=bool)
+    mask[positions] = True
+    return mask
+
+
 # --- many sites at once ---------------------------------------------------------------------
 # ``validate.validate_results`` checks many workbooks in one pass: their frames are stacked with
 # a ``_site`` column (the workbook's position) and the site frame has one row per workbook.  The
@@ -281,15 +393,24 @@ def suggested_tier(frame: pd.DataFrame) -> pd.Series:
     moderate: physical harm moderate, risk band high, a CQC notification other than none,
     or category safeguarding; low otherwise.
     """
-    harm = col(frame, "physical_harm")
-    band = risk_bands(frame)
-    cqc = col(frame, "cqc_notification")
-    serious = isin_values(harm, ("severe", "fatal")) | band.eq("extreme")
-    moderate = (harm.eq("moderate") | band.eq("high")
-                | (cqc.notna() & isin_values(cqc, tuple(CODE_LISTS["cqc_notification"])) & cqc.ne("none"))
-                | col(frame, "category").eq("safeguarding"))
-    return select_text([serious.fillna(False).to_numpy(bool), moderate.fillna(False).to_numpy(bool)],
-                       ["serious", "moderate"], "low", frame.index)
+    serious, moderate = tier_conditions(Table(frame))
+    return select_text([serious, moderate], ["serious", "moderate"], "low", frame.index)
+
+
+def tier_conditions(inc: Table) -> tuple[np.ndarray, np.ndarray]:
+    """(serious, moderate): where :func:`suggested_tier` suggests serious, and moderate (unless serious)."""
+    def make() -> tuple[np.ndarray, np.ndarray]:
+        bands = risk_bands(inc.frame)
+        band = {b: np.asarray(isin_values(bands, (b,)).to_numpy(), dtype=bool) for b in ("extreme", "high")}
+        notified = inc.valid_code("cqc_notification", "cqc_notification") & ~inc.equals("cqc_notification", "none")
+        serious = inc.equals("physical_harm", "severe", "fatal") | band["extreme"]
+        moderate = (inc.equals("physical_harm", "moderate") | band["high"] | notified
+                    | inc.equals("category", "safeguarding"))
+        return serious, moderate
+    return inc._cached(("tier_conditions",), make)
+
+
+NOTIFICATIONS = ("reg16_death", "reg18_serious_injury", "reg18_police", "reg18_abuse_allegation")
 
 
 def expected_notification(frame: pd.DataFrame) -> pd.Series:
@@ -299,17 +420,17 @@ def expected_notification(frame: pd.DataFrame) -> pd.Series:
     police involved -> reg18_police; a safeguarding incident (not a near miss) ->
     reg18_abuse_allegation.
     """
-    category = col(frame, "category")
-    harm = col(frame, "physical_harm")
-    conditions = [
-        (category.eq("death") | harm.eq("fatal")),
-        harm.eq("severe"),
-        col(frame, "police_involved").eq("yes"),
-        category.eq("safeguarding") & col(frame, "event_type").eq("incident"),
+    return select_text(notification_conditions(Table(frame)), list(NOTIFICATIONS), None, frame.index)
+
+
+def notification_conditions(inc: Table) -> list[np.ndarray]:
+    """One condition per notification of ``NOTIFICATIONS``, the first true one chosen."""
+    return [
+        inc.equals("category", "death") | inc.equals("physical_harm", "fatal"),
+        inc.equals("physical_harm", "severe"),
+        inc.equals("police_involved", "yes"),
+        inc.equals("category", "safeguarding") & inc.equals("event_type", "incident"),
     ]
-    return select_text([c.fillna(False).to_numpy(bool) for c in conditions],
-                       ["reg16_death", "reg18_serious_injury", "reg18_police", "reg18_abuse_allegation"], None,
-                       frame.index)
 
 
 def map_text(column: pd.Series, mapping: dict[str, object]) -> pd.Series:
@@ -328,250 +449,268 @@ def select_text(conditions: list[np.ndarray], choices: list[str], default: str |
     return _series_like(labels, pd.Series(index=index, dtype=object))
 
 
-def identifier_scan(frames: Frames, record: str) -> dict[str, pd.DataFrame]:
-    """identifiers.scan_candidates of every free-text field of a record, computed once per validation.
+def identifier_scan(frames: Frames, record: str) -> dict[str, dict[str, tuple[np.ndarray, list[str]]]]:
+    """Per free-text field of a record: per kind, the rows holding an identifier and the first one found.
 
-    Each frame holds only the rows that may hold an identifier (the other rows hold none).
+    Computed once per validation (NM050-NM053 share it); see :func:`identifiers.scan_array`.
     """
-    key = ("scan", record)
-    if key not in frames._cache:
+    def make() -> dict:
         frame = frames.frame(record)
-        frames._cache[key] = {f.name: identifiers.scan_candidates(col(frame, f.name))
-                              for f in fields_of(record, lambda f: f.free_text) if f.name in frame}
-    return frames._cache[key]
+        return {f.name: identifiers.scan_array(identifiers.text_array(frame[f.name]))[1]
+                for f in fields_of(record, lambda f: f.free_text) if f.name in frame}
+    return frames.cached(("scan", record), make)
+
+
+def linked(fr: Frames, *, include_cancelled: bool = True) -> pd.DataFrame:
+    """:func:`linked_refs` of the actions, once per validation."""
+    return fr.cached(("linked", include_cancelled), lambda: linked_refs(fr.actions, include_cancelled=include_cancelled))
 
 
 # --- incidents: completeness and code lists --------------------------------------------------
 
 @check("NM001")
 def required_incident_fields(fr: Frames) -> list[Hit]:
-    return [Hit("incidents", f.name, blank(fr.incidents, f.name)) for f in fields_of("incidents", lambda f: f.required)]
+    inc = fr.table("incidents")
+    return [Hit("incidents", f.name, inc.blank(f.name)) for f in fields_of("incidents", lambda f: f.required)]
 
 
 @check("NM002")
 def incident_codes(fr: Frames) -> list[Hit]:
-    return [Hit("incidents", f.name, col(fr.incidents, f.name).notna() & ~is_valid_code(fr.incidents, f.name, f.codes))
+    inc = fr.table("incidents")
+    return [Hit("incidents", f.name, inc.valid(f.name) & ~inc.valid_code(f.name, f.codes))
             for f in fields_of("incidents", lambda f: f.type == "code")]
 
 
 @check("NM003")
 def duplicate_incident_refs(fr: Frames) -> list[Hit]:
-    key = casefolded(col(fr.incidents, "incident_ref"))
-    return [Hit("incidents", "incident_ref", duplicated_key(fr.incidents, key))]
+    return [Hit("incidents", "incident_ref", duplicated_key(fr.incidents, fr.table("incidents").folded("incident_ref")))]
 
 
 @check("NM004")
 def site_code_matches(fr: Frames) -> list[Hit]:
-    values = col(fr.incidents, "site_code")
+    inc = fr.table("incidents")
     site = site_of(fr.incidents)
     if site is not None:  # many sites: each row against its own site's code
         codes = col(fr.site, "site_code").astype("str").str.strip().str.casefold()
         expected = pd.Series(codes.to_numpy(), index=fr.site[SITE].to_numpy()).reindex(site.to_numpy())
-        expected = pd.Series(expected.to_numpy(), index=values.index)
-        mask = values.notna() & expected.notna() & casefolded(values).ne(expected)
-        return [Hit("incidents", "site_code", mask.fillna(False).astype(bool))]
+        expected = expected.to_numpy(dtype=object)
+        folded = inc.folded("site_code").to_numpy(dtype=object)
+        mask = inc.valid("site_code") & pd.notna(expected) & (folded != expected)
+        return [Hit("incidents", "site_code", np.asarray(mask, dtype=bool))]
     code = fr.site_code
     if code is None:
-        return [Hit("incidents", "site_code", pd.Series(False, index=fr.incidents.index))]
-    return [Hit("incidents", "site_code", values.notna() & casefolded(values).ne(code.strip().casefold()))]
+        return [Hit("incidents", "site_code", np.zeros(inc.n, dtype=bool))]
+    return [Hit("incidents", "site_code", inc.valid("site_code") & inc.folded("site_code").ne(code.strip().casefold())
+                .to_numpy(dtype=bool))]
 
 
 @check("NM005")
 def incident_dates_readable(fr: Frames) -> list[Hit]:
-    return [Hit("incidents", f.name, raw(fr.incidents, f.name).notna())
-            for f in fields_of("incidents", lambda f: f.type == "date")]
+    inc = fr.table("incidents")
+    return [Hit("incidents", f.name, inc.unreadable(f.name)) for f in fields_of("incidents", lambda f: f.type == "date")]
 
 
 @check("NM006")
 def risk_scores_in_range(fr: Frames) -> list[Hit]:
+    inc = fr.table("incidents")
     hits = []
     for f in fields_of("incidents", lambda f: f.type == "int" and f.minimum is not None):
-        value = pd.to_numeric(col(fr.incidents, f.name), errors="coerce")
-        out_of_range = value.notna() & ~value.between(f.minimum, f.maximum)
-        hits.append(Hit("incidents", f.name, (raw(fr.incidents, f.name).notna() | out_of_range).astype(bool)))
+        column = inc.column(f.name)
+        number = column if str(column.dtype) == "Int64" else pd.to_numeric(column, errors="coerce")
+        value = np.asarray(number.to_numpy(dtype=float, na_value=np.nan), dtype=float)
+        out_of_range = ~np.isnan(value) & ~((value >= f.minimum) & (value <= f.maximum))
+        hits.append(Hit("incidents", f.name, inc.unreadable(f.name) | out_of_range))
     return hits
 
 
 @check("NM007")
 def incident_times_readable(fr: Frames) -> list[Hit]:
-    return [Hit("incidents", f.name, raw(fr.incidents, f.name).notna())
-            for f in fields_of("incidents", lambda f: f.type == "time")]
+    inc = fr.table("incidents")
+    return [Hit("incidents", f.name, inc.unreadable(f.name)) for f in fields_of("incidents", lambda f: f.type == "time")]
 
 
 # --- incidents: dates ------------------------------------------------------------------------
 
 @check("NM010")
 def incident_dates_not_future(fr: Frames) -> list[Hit]:
-    return [Hit("incidents", f.name, (dates(fr.incidents, f.name) > fr.today).fillna(False).astype(bool))
+    inc = fr.table("incidents")
+    return [Hit("incidents", f.name, inc.dates(f.name) > fr.today64)
             for f in fields_of("incidents", lambda f: f.type == "date" and not f.future_ok)]
 
 
 @check("NM011")
 def reported_after_occurred(fr: Frames) -> list[Hit]:
-    return [Hit("incidents", "reported_at", before(fr.incidents, "reported_at", "occurred_at"))]
+    return [Hit("incidents", "reported_at", fr.table("incidents").before("reported_at", "occurred_at"))]
 
 
 @check("NM012")
 def later_dates_after_occurred(fr: Frames) -> list[Hit]:
-    return [Hit("incidents", name, before(fr.incidents, name, "occurred_at")) for name in AFTER_OCCURRED]
+    inc = fr.table("incidents")
+    return [Hit("incidents", name, inc.before(name, "occurred_at")) for name in AFTER_OCCURRED]
 
 
 @check("NM013")
 def closed_after_reported(fr: Frames) -> list[Hit]:
-    return [Hit("incidents", "closed_date", before(fr.incidents, "closed_date", "reported_at"))]
+    return [Hit("incidents", "closed_date", fr.table("incidents").before("closed_date", "reported_at"))]
 
 
 # --- incidents: harm, tier and proportionate response -------------------------------------------
 
-def _tier_low_but_harmful(inc: pd.DataFrame) -> pd.Series:
-    cqc = col(inc, "cqc_notification")
-    notified = isin_values(cqc, tuple(CODE_LISTS["cqc_notification"])) & cqc.ne("none")
-    harmful = equals(inc, "physical_harm", "severe", "fatal") | notified
-    return (equals(inc, "response_tier", "low") & harmful).astype(bool)
+def _tier_low_but_harmful(inc: Table) -> np.ndarray:
+    notified = inc.valid_code("cqc_notification", "cqc_notification") & ~inc.equals("cqc_notification", "none")
+    harmful = inc.equals("physical_harm", "severe", "fatal") | notified
+    return inc.equals("response_tier", "low") & harmful
 
 
 @check("NM020")
 def near_miss_without_harm(fr: Frames) -> list[Hit]:
-    inc = fr.incidents
-    harmed = equals(inc, "physical_harm", *[c for c in CODE_LISTS["physical_harm"] if c != "none"])
-    return [Hit("incidents", "physical_harm", equals(inc, "event_type", "near_miss") & harmed)]
+    inc = fr.table("incidents")
+    harmed = inc.equals("physical_harm", *[c for c in CODE_LISTS["physical_harm"] if c != "none"])
+    return [Hit("incidents", "physical_harm", inc.equals("event_type", "near_miss") & harmed)]
 
 
 @check("NM021")
 def tier_not_low_when_harmful(fr: Frames) -> list[Hit]:
-    return [Hit("incidents", "response_tier", _tier_low_but_harmful(fr.incidents))]
+    return [Hit("incidents", "response_tier", _tier_low_but_harmful(fr.table("incidents")))]
 
 
 @check("NM022")
 def tier_needs_action(fr: Frames) -> list[Hit]:
-    inc = fr.incidents
-    linked = linked_refs(fr.actions, include_cancelled=False)["key"]
-    has_action = same_site_isin(inc, casefolded(col(inc, "incident_ref")), fr.actions, linked)
-    return [Hit("incidents", "response_tier", equals(inc, "response_tier", "moderate", "serious") & ~has_action)]
+    inc = fr.table("incidents")
+    needing = inc.equals("response_tier", "moderate", "serious")
+    if not needing.any():
+        return [Hit("incidents", "response_tier", needing)]
+    keys = linked(fr, include_cancelled=False)["key"]
+    has_action = same_site_isin(fr.incidents, inc.folded("incident_ref"), fr.actions, keys).to_numpy(dtype=bool)
+    return [Hit("incidents", "response_tier", needing & ~has_action)]
 
 
 @check("NM023")
 def serious_safeguarding_considered(fr: Frames) -> list[Hit]:
-    inc = fr.incidents
+    inc = fr.table("incidents")
     return [Hit("incidents", "safeguarding_considered",
-                equals(inc, "response_tier", "serious") & blank(inc, "safeguarding_considered"))]
+                inc.equals("response_tier", "serious") & inc.blank("safeguarding_considered"))]
 
 
 @check("NM024")
 def serious_commissioner_notified(fr: Frames) -> list[Hit]:
-    inc = fr.incidents
+    inc = fr.table("incidents")
     return [Hit("incidents", "commissioner_notified_date",
-                equals(inc, "response_tier", "serious") & blank(inc, "commissioner_notified_date"))]
+                inc.equals("response_tier", "serious") & inc.blank("commissioner_notified_date"))]
 
 
-def _tier_rank(values: pd.Series) -> pd.Series:
-    """``values.map(TIER_RANK)`` on whole columns: the tier's rank, NaN for anything else."""
-    ranks = np.full(len(values), np.nan)
+def _tier_rank(inc: Table, name: str) -> np.ndarray:
+    """The rank (TIER_RANK) of the tier in column ``name``, NaN for anything else."""
+    ranks = np.full(inc.n, np.nan)
     for tier, rank in TIER_RANK.items():
-        ranks[np.array(values.eq(tier).fillna(False), dtype=bool)] = rank
-    return pd.Series(ranks, index=values.index)
+        ranks[inc.equals(name, tier)] = rank
+    return ranks
 
 
 @check("NM025")
 def tier_in_proportion(fr: Frames) -> list[Hit]:
-    inc = fr.incidents
-    suggestion = suggested_tier(inc)
-    recorded = _tier_rank(col(inc, "response_tier"))
-    lower = recorded.notna() & (_tier_rank(suggestion) > recorded.fillna(99))
-    mask = lower & blank(inc, "tier_override_reason") & ~_tier_low_but_harmful(inc)
-    return [Hit("incidents", "response_tier", mask.astype(bool), value=suggestion)]
+    inc = fr.table("incidents")
+    serious, moderate = tier_conditions(inc)
+    suggested = np.select([serious, moderate], [TIER_RANK["serious"], TIER_RANK["moderate"]], TIER_RANK["low"])
+    recorded = _tier_rank(inc, "response_tier")
+    lower = ~np.isnan(recorded) & (suggested > np.nan_to_num(recorded, nan=99))
+    mask = lower & inc.blank("tier_override_reason") & ~_tier_low_but_harmful(inc)
+    return [Hit("incidents", "response_tier", mask, value=np.array(TIERS, dtype=object)[suggested])]
 
 
 @check("NM026")
 def subcategory_matches_category(fr: Frames) -> list[Hit]:
-    inc = fr.incidents
-    owner = map_text(col(inc, "subcategory"), SUBCATEGORY_OF)
-    category = col(inc, "category")
-    mask = owner.notna() & is_valid_code(inc, "category", "category") & owner.ne(category)
-    return [Hit("incidents", "subcategory", mask.astype(bool))]
+    inc = fr.table("incidents")
+    if not inc.valid("subcategory").any():
+        return [Hit("incidents", "subcategory", np.zeros(inc.n, dtype=bool))]
+    owner = map_text(inc.column("subcategory"), SUBCATEGORY_OF).to_numpy(dtype=object)
+    category = inc.column("category").to_numpy(dtype=object)
+    mask = pd.notna(owner) & inc.valid_code("category", "category") & (owner != category)
+    return [Hit("incidents", "subcategory", np.asarray(mask, dtype=bool))]
 
 
 # --- incidents: notifications --------------------------------------------------------------------
 
 @check("NM030")
 def notifiable_to_cqc(fr: Frames) -> list[Hit]:
-    inc = fr.incidents
-    expected = expected_notification(inc)
-    not_chosen = blank(inc, "cqc_notification") | equals(inc, "cqc_notification", "none")
-    return [Hit("incidents", "cqc_notification", expected.notna() & not_chosen, value=expected)]
+    inc = fr.table("incidents")
+    pick = np.select(notification_conditions(inc), np.arange(len(NOTIFICATIONS)), len(NOTIFICATIONS))
+    not_chosen = inc.blank("cqc_notification") | inc.equals("cqc_notification", "none")
+    value = np.array([*NOTIFICATIONS, None], dtype=object)[pick]
+    return [Hit("incidents", "cqc_notification", (pick < len(NOTIFICATIONS)) & not_chosen, value=value)]
 
 
 @check("NM031")
 def cqc_notified_date_recorded(fr: Frames) -> list[Hit]:
-    inc = fr.incidents
-    chosen = is_valid_code(inc, "cqc_notification", "cqc_notification") & ~equals(inc, "cqc_notification", "none")
-    return [Hit("incidents", "cqc_notified_date", chosen & blank(inc, "cqc_notified_date"))]
+    inc = fr.table("incidents")
+    chosen = inc.valid_code("cqc_notification", "cqc_notification") & ~inc.equals("cqc_notification", "none")
+    return [Hit("incidents", "cqc_notified_date", chosen & inc.blank("cqc_notified_date"))]
 
 
 @check("NM032")
 def cqc_notified_without_delay(fr: Frames) -> list[Hit]:
-    inc = fr.incidents
-    delay = days_between(inc, "reported_at", dates(inc, "cqc_notified_date"))
-    return [Hit("incidents", "cqc_notified_date", (delay > CQC_NOTIFY_WITHIN_DAYS).fillna(False).astype(bool),
-                value=delay)]
+    inc = fr.table("incidents")
+    delay = inc.days_to("reported_at", inc.dates("cqc_notified_date"))
+    return [Hit("incidents", "cqc_notified_date", delay > CQC_NOTIFY_WITHIN_DAYS, value=delay)]
 
 
 @check("NM033")
 def safeguarding_referral_means_considered(fr: Frames) -> list[Hit]:
-    inc = fr.incidents
+    inc = fr.table("incidents")
     return [Hit("incidents", "safeguarding_considered",
-                present(inc, "safeguarding_referral_date") & ~equals(inc, "safeguarding_considered", "yes"))]
+                inc.present("safeguarding_referral_date") & ~inc.equals("safeguarding_considered", "yes"))]
 
 
 @check("NM034")
 def riddor_reference(fr: Frames) -> list[Hit]:
-    inc = fr.incidents
-    return [Hit("incidents", "riddor_ref", equals(inc, "riddor_reportable", "yes") & blank(inc, "riddor_ref"))]
+    inc = fr.table("incidents")
+    return [Hit("incidents", "riddor_ref", inc.equals("riddor_reportable", "yes") & inc.blank("riddor_ref"))]
 
 
 @check("NM035")
 def candour_date(fr: Frames) -> list[Hit]:
-    inc = fr.incidents
-    return [Hit("incidents", "candour_date", equals(inc, "duty_of_candour", "yes") & blank(inc, "candour_date"))]
+    inc = fr.table("incidents")
+    return [Hit("incidents", "candour_date", inc.equals("duty_of_candour", "yes") & inc.blank("candour_date"))]
 
 
 # --- incidents: closure and learning ------------------------------------------------------------------
 
 @check("NM040")
 def closed_needs_date(fr: Frames) -> list[Hit]:
-    inc = fr.incidents
-    return [Hit("incidents", "closed_date", equals(inc, "status", "closed") & blank(inc, "closed_date"))]
+    inc = fr.table("incidents")
+    return [Hit("incidents", "closed_date", inc.equals("status", "closed") & inc.blank("closed_date"))]
 
 
 @check("NM041")
 def closed_needs_theme(fr: Frames) -> list[Hit]:
-    inc = fr.incidents
-    return [Hit("incidents", "learning_theme", equals(inc, "status", "closed") & blank(inc, "learning_theme"))]
+    inc = fr.table("incidents")
+    return [Hit("incidents", "learning_theme", inc.equals("status", "closed") & inc.blank("learning_theme"))]
 
 
 @check("NM042")
 def closed_needs_feedback(fr: Frames) -> list[Hit]:
-    inc = fr.incidents
-    mask = (equals(inc, "status", "closed") & equals(inc, "response_tier", "moderate", "serious")
-            & blank(inc, "feedback_to_reporter_date"))
+    inc = fr.table("incidents")
+    mask = (inc.equals("status", "closed") & inc.equals("response_tier", "moderate", "serious")
+            & inc.blank("feedback_to_reporter_date"))
     return [Hit("incidents", "feedback_to_reporter_date", mask)]
 
 
 @check("NM043")
 def closed_date_needs_closed_status(fr: Frames) -> list[Hit]:
-    inc = fr.incidents
-    status = col(inc, "status")
-    return [Hit("incidents", "closed_date", present(inc, "closed_date") & status.notna() & status.ne("closed"))]
+    inc = fr.table("incidents")
+    return [Hit("incidents", "closed_date",
+                inc.present("closed_date") & inc.valid("status") & ~inc.equals("status", "closed"))]
 
 
 @check("NM044")
 def open_within_review_target(fr: Frames) -> list[Hit]:
-    inc = fr.incidents
-    age = days_between(inc, "reported_at", fr.today)
-    target = map_text(col(inc, "response_tier"), REVIEW_TARGET_DAYS).astype(float)
-    target = target.fillna(REVIEW_TARGET_DAYS["low"])
-    mask = equals(inc, "status", "open", "under_review") & (age > target).fillna(False)
-    return [Hit("incidents", "status", mask.astype(bool), value=age)]
+    inc = fr.table("incidents")
+    age = inc.days_to("reported_at", fr.today64)
+    target = np.full(inc.n, float(REVIEW_TARGET_DAYS["low"]))  # a tier without a target: the low tier's
+    for tier, days in REVIEW_TARGET_DAYS.items():
+        target[inc.equals("response_tier", tier)] = days
+    mask = inc.equals("status", "open", "under_review") & (age > target)
+    return [Hit("incidents", "status", mask, value=age)]
 
 
 # --- personal identifiers in free text (incidents and actions) ------------------------------------------
@@ -579,10 +718,12 @@ def open_within_review_target(fr: Frames) -> list[Hit]:
 def _identifier_hits(fr: Frames, kind: str) -> list[Hit]:
     hits = []
     for record in ("incidents", "actions"):
-        index = fr.frame(record).index
+        n = len(fr.frame(record))
         for name, found in identifier_scan(fr, record).items():
-            value = found[kind][found[kind].notna()]  # the rows where one was found, and what
-            hits.append(Hit(record, name, pd.Series(index.isin(value.index), index=index), value=value))
+            positions, values = found[kind]  # the rows where one was found, and what
+            value = np.empty(n, dtype=object)
+            value[positions] = values
+            hits.append(Hit(record, name, mask_at(n, positions), value=value))
     return hits
 
 
@@ -610,73 +751,78 @@ def no_names(fr: Frames) -> list[Hit]:
 
 @check("NM060")
 def required_action_fields(fr: Frames) -> list[Hit]:
-    return [Hit("actions", f.name, blank(fr.actions, f.name)) for f in fields_of("actions", lambda f: f.required)]
+    act = fr.table("actions")
+    return [Hit("actions", f.name, act.blank(f.name)) for f in fields_of("actions", lambda f: f.required)]
 
 
 @check("NM061")
 def action_codes(fr: Frames) -> list[Hit]:
-    return [Hit("actions", f.name, col(fr.actions, f.name).notna() & ~is_valid_code(fr.actions, f.name, f.codes))
+    act = fr.table("actions")
+    return [Hit("actions", f.name, act.valid(f.name) & ~act.valid_code(f.name, f.codes))
             for f in fields_of("actions", lambda f: f.type == "code")]
 
 
 @check("NM062")
 def duplicate_action_refs(fr: Frames) -> list[Hit]:
-    key = casefolded(col(fr.actions, "action_ref"))
-    return [Hit("actions", "action_ref", duplicated_key(fr.actions, key))]
+    return [Hit("actions", "action_ref", duplicated_key(fr.actions, fr.table("actions").folded("action_ref")))]
 
 
 @check("NM063")
 def action_refs_known(fr: Frames) -> list[Hit]:
-    refs = linked_refs(fr.actions)
-    known = casefolded(col(fr.incidents, "incident_ref"))
+    n = len(fr.actions)
+    refs = linked(fr)
+    known = fr.table("incidents").folded("incident_ref")
     unknown = refs[~same_site_isin(fr.actions, refs["key"], fr.incidents, known).to_numpy()]
-    names = unknown.groupby(level=0)["ref"].agg(", ".join)
-    mask = pd.Series(fr.actions.index.isin(names.index), index=fr.actions.index)
-    return [Hit("actions", "incident_refs", mask, value=names.reindex(fr.actions.index))]
+    names: dict[object, list[str]] = {}  # the refs an action names that are not in the log, in order
+    for label, ref in zip(unknown.index.tolist(), unknown["ref"].tolist()):
+        names.setdefault(label, []).append(ref)
+    positions = fr.actions.index.get_indexer(list(names))
+    value = np.empty(n, dtype=object)
+    value[positions] = [", ".join(found) for found in names.values()]
+    return [Hit("actions", "incident_refs", mask_at(n, positions), value=value)]
 
 
 @check("NM064")
 def due_after_raised(fr: Frames) -> list[Hit]:
-    return [Hit("actions", "due_date", before(fr.actions, "due_date", "raised_date"))]
+    return [Hit("actions", "due_date", fr.table("actions").before("due_date", "raised_date"))]
 
 
 @check("NM065")
 def done_needs_completed_date(fr: Frames) -> list[Hit]:
-    act = fr.actions
-    return [Hit("actions", "completed_date", equals(act, "status", "done") & blank(act, "completed_date"))]
+    act = fr.table("actions")
+    return [Hit("actions", "completed_date", act.equals("status", "done") & act.blank("completed_date"))]
 
 
 @check("NM066")
 def actions_not_overdue(fr: Frames) -> list[Hit]:
-    act = fr.actions
-    late = days_between(act, "due_date", fr.today)
-    mask = equals(act, "status", "open", "in_progress") & (late > 0).fillna(False)
-    return [Hit("actions", "due_date", mask.astype(bool), value=late)]
+    act = fr.table("actions")
+    late = act.days_to("due_date", fr.today64)
+    return [Hit("actions", "due_date", act.equals("status", "open", "in_progress") & (late > 0), value=late)]
 
 
 @check("NM067")
 def completed_after_raised(fr: Frames) -> list[Hit]:
-    return [Hit("actions", "completed_date", before(fr.actions, "completed_date", "raised_date"))]
+    return [Hit("actions", "completed_date", fr.table("actions").before("completed_date", "raised_date"))]
 
 
 @check("NM068")
 def action_dates_readable(fr: Frames) -> list[Hit]:
-    return [Hit("actions", f.name, raw(fr.actions, f.name).notna())
-            for f in fields_of("actions", lambda f: f.type == "date")]
+    act = fr.table("actions")
+    return [Hit("actions", f.name, act.unreadable(f.name)) for f in fields_of("actions", lambda f: f.type == "date")]
 
 
 @check("NM069")
 def effectiveness_checked(fr: Frames) -> list[Hit]:
-    act = fr.actions
-    since = days_between(act, "completed_date", fr.today)
-    unchecked = blank(act, "effectiveness_check_date") & ~equals(act, "effective", "yes", "no")
-    mask = equals(act, "status", "done") & (since > EFFECTIVENESS_CHECK_DAYS).fillna(False) & unchecked
-    return [Hit("actions", "effective", mask.astype(bool))]
+    act = fr.table("actions")
+    since = act.days_to("completed_date", fr.today64)
+    unchecked = act.blank("effectiveness_check_date") & ~act.equals("effective", "yes", "no")
+    return [Hit("actions", "effective", act.equals("status", "done") & (since > EFFECTIVENESS_CHECK_DAYS) & unchecked)]
 
 
 @check("NM070")
 def action_dates_not_future(fr: Frames) -> list[Hit]:
-    return [Hit("actions", f.name, (dates(fr.actions, f.name) > fr.today).fillna(False).astype(bool))
+    act = fr.table("actions")
+    return [Hit("actions", f.name, act.dates(f.name) > fr.today64)
             for f in fields_of("actions", lambda f: f.type == "date" and not f.future_ok)]
 
 
@@ -684,12 +830,17 @@ def action_dates_not_future(fr: Frames) -> list[Hit]:
 
 @check("NM080")
 def required_site_fields(fr: Frames) -> list[Hit]:
-    return [Hit("site", f.name, blank(fr.site, f.name)) for f in SITE_FIELDS if f.required]
+    site = fr.table("site")
+    return [Hit("site", f.name, site.blank(f.name)) for f in SITE_FIELDS if f.required]
 
 
 @check("NM081")
 def site_setting(fr: Frames) -> list[Hit]:
-    return [Hit("site", "setting", col(fr.site, "setting").notna() & ~is_valid_code(fr.site, "setting", "setting"))]
+    site = fr.table("site")
+    return [Hit("site", "setting", site.valid("setting") & ~site.valid_code("setting", "setting"))]
+
+
+EXPOSURE_FIGURES = ["occupied_bed_days", "care_hours", "visits"]  # NM082: any of them when the setting names none
 
 
 @check("NM082")
@@ -700,7 +851,7 @@ def exposure_for_months_with_reports(fr: Frames) -> list[Hit]:
     occurred = occurred[occurred.notna() & (occurred <= fr.today)]
     months = pd.Series(occurred.dt.to_period("M").dt.to_timestamp().unique(), name="month").sort_values()
     unit = EXPOSURE_UNIT_BY_SETTING.get(fr.setting or "")
-    figures = [unit] if unit else ["occupied_bed_days", "care_hours", "visits"]
+    figures = [unit] if unit else EXPOSURE_FIGURES
     exp = fr.exposure
     exp_month = dates(exp, "month").dt.to_period("M").dt.to_timestamp()
     has_figure = pd.concat([col(exp, f).notna() for f in figures], axis=1).any(axis=1) if len(exp) else \
@@ -713,42 +864,64 @@ def exposure_for_months_with_reports(fr: Frames) -> list[Hit]:
     return [Hit("exposure", figures[0], ~merged["_has"], value=label, frame=merged)]
 
 
+_MONTH_SPAN = 1 << 20  # (site, month) pairs as one integer: site * span + month (months since 1970, offset)
+_MONTH_OFFSET = 1 << 19
+
+
+def _site_months(sites: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """One integer per (site, month of the date) pair; dates must be known."""
+    return sites.astype(np.int64) * _MONTH_SPAN + days.astype("datetime64[M]").astype(np.int64) + _MONTH_OFFSET
+
+
 def _exposure_months_by_site(fr: Frames) -> list[Hit]:
-    """NM082 over many sites at once: each site's months with reports against its own exposure table."""
-    inc, exp, site = fr.incidents, fr.exposure, fr.site
-    occurred = dates(inc, "occurred_at")
-    keep = (occurred.notna() & (occurred <= fr.today)).to_numpy(dtype=bool)
-    months = pd.DataFrame({SITE: inc[SITE].to_numpy()[keep],
-                           "month": occurred[keep].dt.to_period("M").dt.to_timestamp().to_numpy()})
-    months = months.drop_duplicates().sort_values([SITE, "month"], kind="stable")
-    units = {int(s): EXPOSURE_UNIT_BY_SETTING.get("" if pd.isna(v) else str(v))
-             for s, v in zip(site[SITE], col(site, "setting"))}
-    every = ["occupied_bed_days", "care_hours", "visits"]
-    exp_site = exp[SITE].to_numpy() if SITE in exp else np.zeros(0, dtype=np.int64)
-    row_unit = np.array([units.get(int(s)) for s in exp_site], dtype=object)
-    has = np.zeros(len(exp), dtype=bool)
-    for name in every:
-        given = col(exp, name).notna().to_numpy(dtype=bool)
-        has |= given & ((row_unit == name) | pd.isna(row_unit))
-    table = pd.DataFrame({SITE: exp_site, "month": dates(exp, "month").dt.to_period("M").dt.to_timestamp().to_numpy(),
-                          "_has": has, "_row": col(exp, "_row").to_numpy()})
-    table = table[table["month"].notna()].drop_duplicates([SITE, "month"], keep="first")
-    merged = months.merge(table, on=[SITE, "month"], how="left")
-    merged["_has"] = merged["_has"].fillna(False).astype(bool)
-    merged["_row"] = merged["_row"].astype("Int64") if len(merged) else pd.Series(dtype="Int64")
-    label = merged["month"].dt.strftime("%B %Y")
-    first_figure = np.array([units.get(int(s)) or every[0] for s in merged[SITE]], dtype=object)
-    hits = []
-    for figure in dict.fromkeys(first_figure.tolist()):
-        mask = pd.Series(~merged["_has"].to_numpy() & (first_figure == figure), index=merged.index)
-        hits.append(Hit("exposure", figure, mask, value=label, frame=merged))
-    return hits
+    """NM082 over many sites at once: each site's months with reports against its own exposure table.
+
+    A (site, month) pair is one integer, so the months with reports are one ``np.unique`` and
+    each is looked up in the site's exposure rows (the first row of the month counts).
+    """
+    inc, exp = fr.table("incidents"), fr.table("exposure")
+    occurred = inc.dates("occurred_at")
+    keep = ~np.isnat(occurred) & (occurred <= fr.today64)
+    months = np.unique(_site_months(fr.incidents[SITE].to_numpy()[keep], occurred[keep]))  # sorted: site, month
+    if not months.size:
+        return []
+    site_ids = fr.site[SITE].to_numpy(dtype=np.int64)
+    settings = col(fr.site, "setting").tolist()
+    unit_of = np.full(int(site_ids.max(initial=0)) + 1, -1, dtype=np.int64)  # site -> figure (-1: any)
+    for site, setting in zip(site_ids.tolist(), settings):
+        unit = EXPOSURE_UNIT_BY_SETTING.get("" if pd.isna(setting) else str(setting))
+        unit_of[site] = EXPOSURE_FIGURES.index(unit) if unit else -1
+    exp_site = fr.exposure[SITE].to_numpy(dtype=np.int64) if SITE in fr.exposure else np.zeros(0, dtype=np.int64)
+    row_unit = unit_of[exp_site]
+    has = np.zeros(exp.n, dtype=bool)
+    for k, name in enumerate(EXPOSURE_FIGURES):
+        has |= exp.valid(name) & ((row_unit == k) | (row_unit == -1))
+    exp_month = exp.dates("month")
+    dated = np.flatnonzero(~np.isnat(exp_month))
+    exp_keys, first = np.unique(_site_months(exp_site[dated], exp_month[dated]), return_index=True)
+    at = np.minimum(np.searchsorted(exp_keys, months), max(len(exp_keys) - 1, 0))
+    found = exp_keys[at] == months if len(exp_keys) else np.zeros(len(months), dtype=bool)
+    row_of = dated[first[at]] if len(exp_keys) else np.zeros(len(months), dtype=np.int64)
+    month_has = found & has[row_of] if len(exp_keys) else found
+    rows = (np.asarray(col(fr.exposure, "_row").to_numpy(dtype=float, na_value=np.nan), dtype=float)[row_of]
+            if len(exp_keys) else np.full(len(months), np.nan))
+    month_site = months // _MONTH_SPAN
+    month_start = (months % _MONTH_SPAN - _MONTH_OFFSET).astype("datetime64[M]")
+    merged = pd.DataFrame({SITE: month_site, "month": month_start.astype("datetime64[us]"), "_has": month_has,
+                           "_row": pd.array(np.where(found, rows, np.nan), dtype="Float64").astype("Int64")})
+    labels = {m: pd.Timestamp(m).strftime("%B %Y") for m in np.unique(month_start[~month_has]).tolist()}
+    label = np.array([labels.get(m) for m in month_start.tolist()], dtype=object)
+    unit = unit_of[month_site]
+    first_figure = np.where(unit >= 0, unit, 0)
+    return [Hit("exposure", EXPOSURE_FIGURES[k], ~month_has & (first_figure == k), value=label, frame=merged)
+            for k in dict.fromkeys(first_figure.tolist())]
 
 
 @check("NM083")
 def site_values_readable(fr: Frames) -> list[Hit]:
-    hits = [Hit("site", f.name, raw(fr.site, f.name).notna()) for f in SITE_FIELDS if f.type != "text"]
-    hits += [Hit("exposure", f.name, raw(fr.exposure, f.name).notna()) for f in EXPOSURE_FIELDS]
+    site, exp = fr.table("site"), fr.table("exposure")
+    hits = [Hit("site", f.name, site.unreadable(f.name)) for f in SITE_FIELDS if f.type != "text"]
+    hits += [Hit("exposure", f.name, exp.unreadable(f.name)) for f in EXPOSURE_FIELDS]
     return hits
 
 

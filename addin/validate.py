@@ -19,6 +19,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from workbook_templates.contract import ACTIONS, INCIDENTS
 from workbook_templates.records import SiteRecords
@@ -137,46 +139,83 @@ def _findings_by_site(rule_id: str, hit: Hit, frames: Frames, layouts: list[dict
 
     The frames hold one workbook (no ``_site`` column: every row is site 0) or many stacked;
     each site's findings are in row order, as for that workbook alone.  Only the flagged rows
-    of the few columns a finding shows are gathered (the only per-row step).
+    of the few columns a finding shows are gathered; what every finding of a frame needs
+    (its site, ref and Excel row) is taken from arrays made once per frame.
     """
     frame = hit.frame if hit.frame is not None else frames.frame(hit.record)
     positions = np.flatnonzero(_flags(hit.mask, frame.index))
     if not positions.size:
         return []
-    sites = frame[SITE].to_numpy()[positions] if SITE in frame else np.zeros(positions.size, dtype=np.int64)
+    shown = _shown(frames, hit.record, frame) if hit.frame is None else _Shown(frame, hit.record)
+    sites = shown.sites[positions] if shown.sites is not None else np.zeros(positions.size, dtype=np.int64)
+    distinct = np.unique(sites).tolist()
     usable: dict[int, SheetLayout] = {}
-    for site in np.unique(sites).tolist():
+    for site in distinct:
         sheet_layout = layouts[site][hit.record]
         if sheet_layout.found and (hit.record == "site" or hit.field in sheet_layout.columns):
             usable[site] = sheet_layout  # a missing sheet or column is left out: NM090/NM092 say so
     if not usable:
         return []
-    if len(usable) < len(np.unique(sites)):
+    if len(usable) < len(distinct):
         keep = np.isin(sites, list(usable))
         positions, sites = positions[keep], sites[keep]
-    ref_field = REF_FIELD.get(hit.record)
-    wanted = [n for n in dict.fromkeys([ref_field, "_row", hit.field, f"_raw_{hit.field}"]) if n and n in frame]
-    rows = frame[wanted].iloc[positions]
-    label = _label(rule_id, hit)
-    values = _values(hit, rows)
-    refs = rows[ref_field].tolist() if ref_field and ref_field in rows else [""] * len(rows)
-    excel_rows = rows["_row"].tolist() if "_row" in rows else [None] * len(rows)
-    make = finding_maker(rule_id, label)
+    values = _values(hit, frame, positions)
+    refs = shown.refs[positions].tolist() if shown.refs is not None else [""] * positions.size
+    make = finding_maker(rule_id, _label(rule_id, hit))
+    field, sheet_of = hit.field, {site: sheet_layout.sheet for site, sheet_layout in usable.items()}
+    if hit.record == "site":
+        cells = [usable[site].cell(field) for site in sites.tolist()]
+    else:
+        letters = {site: sheet_layout.columns.get(field, "") for site, sheet_layout in usable.items()}
+        rows = shown.rows[positions].tolist() if shown.rows is not None else [0] * positions.size
+        cells = [f"{letters[site]}{row}" if row and letters[site] else ""
+                 for site, row in zip(sites.tolist(), rows)]
+    if len(usable) == 1:  # one workbook (the usual case): no split
+        (site,) = usable
+        file, sheet = files[site], sheet_of[site]
+        return [(site, [make(file, sheet, cell, ref, value) for cell, ref, value in zip(cells, refs, values)])]
     out: dict[int, list[Finding]] = {}
-    for site, row, ref, value in zip(sites.tolist(), excel_rows, refs, values):
-        sheet_layout = usable[site]
-        if hit.record == "site":
-            cell = sheet_layout.cell(hit.field)
-        else:
-            cell = "" if row is None or pd.isna(row) else sheet_layout.cell(hit.field, int(row))
-        out.setdefault(site, []).append(make(files[site], sheet_layout.sheet, cell,
-                                             "" if pd.isna(ref) else str(ref), _display(value)))
+    for site, cell, ref, value in zip(sites.tolist(), cells, refs, values):
+        out.setdefault(site, []).append(make(files[site], sheet_of[site], cell, ref, value))
     return list(out.items())
 
 
-def _flags(mask: pd.Series, index: pd.Index) -> np.ndarray:
+class _Shown:
+    """What a finding shows of each row of a frame: its site, ref ("" when none) and Excel row (0 when none)."""
+
+    def __init__(self, frame: pd.DataFrame, record: str) -> None:
+        self.sites = frame[SITE].to_numpy(dtype=np.int64) if SITE in frame else None
+        ref_field = REF_FIELD.get(record)
+        self.refs = _text_values(frame[ref_field]) if ref_field and ref_field in frame else None
+        self.rows = _row_numbers(frame["_row"]) if "_row" in frame else None
+
+
+def _shown(frames: Frames, record: str, frame: pd.DataFrame) -> _Shown:
+    return frames.cached(("shown", record), lambda: _Shown(frame, record))
+
+
+def _text_values(column: pd.Series) -> np.ndarray:
+    """Each value as text ("" when missing), as an object array."""
+    array = getattr(column.array, "_pa_array", None)
+    if array is not None and (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        return np.asarray(pc.fill_null(array, "").to_numpy(zero_copy_only=False), dtype=object)
+    return np.array(["" if pd.isna(v) else str(v) for v in column.tolist()], dtype=object)
+
+
+def _row_numbers(column: pd.Series) -> np.ndarray:
+    """Excel row numbers as int64 (0 where unknown)."""
+    if str(column.dtype) == "Int64":
+        return column.to_numpy(dtype=np.int64, na_value=0)
+    return np.array([0 if v is None or pd.isna(v) else int(v) for v in column.tolist()], dtype=np.int64)
+
+
+def _flags(mask: np.ndarray | pd.Series, index: pd.Index) -> np.ndarray:
     """A hit's mask as one bool per row of the frame (rows it does not name are not flagged)."""
-    if mask.dtype == bool and mask.index.equals(index):  # the usual case: one flag per row, no gaps
+    if isinstance(mask, np.ndarray):
+        if mask.dtype != bool or len(mask) != len(index):
+            raise ValueError(f"a hit's mask must be one bool per row, got {mask.dtype} x {len(mask)}")
+        return mask
+    if mask.dtype == bool and mask.index.equals(index):  # one flag per row, no gaps
         return mask.to_numpy()
     return mask.reindex(index, fill_value=False).fillna(False).astype(bool).to_numpy()
 
@@ -201,16 +240,39 @@ def _label(rule_id: str, hit: Hit) -> str:
     return f.label if f is not None else RULES_BY_ID[rule_id].field
 
 
-def _values(hit: Hit, rows: pd.DataFrame) -> list:
+def _values(hit: Hit, frame: pd.DataFrame, positions: np.ndarray) -> list[str]:
+    """The value each finding shows, as text: the hit's value, or the cell's own (its raw text if unreadable)."""
+    if isinstance(hit.value, np.ndarray):
+        return _display_all(hit.value[positions].tolist())
     if isinstance(hit.value, pd.Series):
-        return hit.value.reindex(rows.index).tolist()
+        if hit.value.index.equals(frame.index):
+            return _display_all(hit.value.take(positions).tolist())
+        return _display_all(hit.value.reindex(frame.index[positions]).tolist())
     if hit.value is not None:
-        return [hit.value] * len(rows)
-    own = rows[hit.field] if hit.field in rows else pd.Series(None, index=rows.index, dtype=object)
+        return [_display(hit.value)] * positions.size
+    own = _cell_values(frame, hit.field, positions)
     raw_name = f"_raw_{hit.field}"
-    if raw_name in rows:
-        own = rows[raw_name].astype(object).where(rows[raw_name].notna(), own.astype(object))
-    return own.tolist()
+    if raw_name in frame:
+        raw = frame[raw_name].take(positions)
+        given = raw.notna().to_numpy(dtype=bool)
+        if given.any():
+            own = [r if g else o for r, g, o in zip(raw.astype(object).tolist(), given.tolist(), own)]
+    return _display_all(own)
+
+
+def _cell_values(frame: pd.DataFrame, name: str, positions: np.ndarray) -> list:
+    """The values of ``name`` at ``positions`` (None where the frame lacks the column)."""
+    if name not in frame:
+        return [None] * positions.size
+    column = frame[name]
+    array = getattr(column.array, "_pa_array", None)
+    if array is not None:
+        return array.take(pa.array(positions, type=pa.int64())).to_pylist()
+    return column.take(positions).tolist()
+
+
+def _display_all(values: list) -> list[str]:
+    return [v if type(v) is str else _display(v) for v in values]
 
 
 def _display(value: object) -> str:
