@@ -20,6 +20,7 @@ from tests.test_reports_helpers import (
     AT_THEME, FORMULA_DESCRIPTION, FORMULA_THEME, MINUS_ACTION, PERIOD, TODAY, cli_result, find_row, frames, once,
     sheet_xml, site_workbooks, table_below, text,
 )
+from workbook_templates.codelists import CODE_LISTS
 from workbook_templates.contract import ACTIONS, INCIDENTS
 
 WITH_HARM = ["low", "moderate", "severe", "fatal"]
@@ -304,6 +305,29 @@ def test_themes_sheet(consolidated):
             assert "<f>" not in content and "<f " not in content, name
     cell = next(c for row in wb["Themes"].iter_rows() for c in row if c.value == FORMULA_THEME.lower())
     assert cell.data_type == "s"
+
+
+def test_themes_by_category_table(consolidated):
+    records, _, _, wb, _ = consolidated
+    inc, _, _ = frames(records)
+    closed = inc[(inc["status"] == "closed") & month_of(inc["occurred_at"]).isin(MONTHS)]
+    closed = closed.assign(theme=text(closed["learning_theme"]).str.lower())
+    closed = closed[closed["theme"] != ""]
+    known = closed["category"].isin(list(CODE_LISTS["category"]))
+    closed = closed.assign(category=closed["category"].where(known, "other value"))
+    want = pd.crosstab(closed["theme"], closed["category"])
+
+    ws = wb["Themes"]
+    top = find_row(ws, "Themes by category") + 1
+    header = [c.value for c in ws[top] if c.value is not None]
+    rows = [list(r[:len(header)]) for r in ws.iter_rows(min_row=top + 1, values_only=True) if r[0] is not None]
+    got = pd.DataFrame(rows, columns=header).set_index("Learning theme")
+    assert sorted(got.index) == sorted(want.index)
+    labels = {c: c.replace("_", " ").capitalize() for c in want.columns}
+    for category in want.columns:
+        column = next(h for h in got.columns if h.lower() == labels[category].lower())
+        assert got[column].to_dict() == want[category].reindex(got.index, fill_value=0).to_dict(), category
+    assert got.sum(axis=1).to_dict() == closed["theme"].value_counts().reindex(got.index).to_dict()
 
 
 def test_data_quality_sheet(consolidated):
