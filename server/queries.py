@@ -15,6 +15,7 @@ import io
 from collections.abc import Mapping
 
 import pandas as pd
+import pyarrow as pa
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
@@ -45,17 +46,28 @@ def typed_frame(rows: list, columns: list[str], dtypes: dict[str, str]) -> pd.Da
 
 def typed_columns(data: Mapping[str, list], dtypes: dict[str, str]) -> pd.DataFrame:
     """A frame of ``data`` (a list of values per column, in order) with each column cast to its dtype."""
-    out = {}
-    for name, values in data.items():
-        col = pd.Series(values, dtype="object")
-        dtype = dtypes.get(name, "str")
-        if dtype.startswith("datetime64"):
-            out[name] = pd.to_datetime(col, utc=dtype.endswith("UTC]")).astype(dtype)
-        elif dtype == "str":
-            out[name] = col.where(col.notna(), None).astype("str")
-        else:
-            out[name] = col.where(col.notna(), None).astype(dtype)
-    return pd.DataFrame(out, columns=list(data))
+    return pd.DataFrame({name: _typed(values, dtypes.get(name, "str")) for name, values in data.items()},
+                        columns=list(data))
+
+
+def _typed(values: list, dtype: str) -> pd.Series:
+    """One column of plain Python values (None when missing) as ``dtype``."""
+    try:
+        if dtype == DATE_DTYPE:  # dates (or datetimes) built in Arrow: pandas parses a list of them one by one
+            kinds = set(map(type, values)) - {type(None)}
+            if kinds <= {dt.date} or kinds == {dt.datetime}:  # all dates, or all datetimes (naive: checked)
+                stamps = pa.array(values, pa.date32() if kinds <= {dt.date} else None)
+                if not pa.types.is_timestamp(stamps.type) or stamps.type.tz is None:
+                    stamps = stamps.cast(pa.timestamp("us"))
+                    return pd.Series(stamps.to_numpy(zero_copy_only=False), dtype=DATE_DTYPE)
+        if dtype in ("str", "Int64", "float64"):
+            return pd.Series(pd.array(values, dtype=dtype))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        pass  # anything else (text in a date column, say) as pandas converts it
+    col = pd.Series(values, dtype="object")
+    if dtype.startswith("datetime64"):
+        return pd.to_datetime(col, utc=dtype.endswith("UTC]")).astype(dtype)
+    return col.where(col.notna(), None).astype(dtype)
 
 
 def _scope(query: Select, *, area: str | None, site: str | None) -> Select:

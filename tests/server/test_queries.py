@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+import numpy as np
 import pandas as pd
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event
 
 from server.db import get_db
-from server.queries import current_frames, wait_for_snapshots
+from server.queries import DATE_DTYPE, current_frames, typed_columns, wait_for_snapshots
 from workbook_templates.contract import ACTIONS, EXPOSURE_FIELDS, INCIDENTS
 
 from .support import send_three_sites, site_token, upload
@@ -69,3 +73,26 @@ def test_current_frames_of_an_empty_database(app: Flask) -> None:
     assert incidents.empty and actions.empty and exposure.empty and sites.empty
     assert incidents["occurred_at"].dtype == "datetime64[us]"
     assert incidents["consequence"].dtype == "Int64"
+
+
+NAT = np.datetime64("NaT")
+
+
+@pytest.mark.parametrize("values, dtype, expected", [
+    ([dt.date(2026, 1, 2), None], DATE_DTYPE, pd.Series([np.datetime64("2026-01-02"), NAT], dtype=DATE_DTYPE)),
+    ([None, None], DATE_DTYPE, pd.Series([NAT, NAT], dtype=DATE_DTYPE)),
+    ([dt.datetime(2026, 1, 1, 13, 5), None], DATE_DTYPE,
+     pd.Series([np.datetime64("2026-01-01T13:05"), NAT], dtype=DATE_DTYPE)),
+    ([dt.date(2026, 1, 1), dt.datetime(2026, 1, 2, 3, 4)], DATE_DTYPE,  # mixed: the time is kept, not cut off
+     pd.Series([np.datetime64("2026-01-01"), np.datetime64("2026-01-02T03:04")], dtype=DATE_DTYPE)),
+    (["2026-01-02", None], DATE_DTYPE, pd.Series([np.datetime64("2026-01-02"), NAT], dtype=DATE_DTYPE)),
+    ([dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), None], "datetime64[us, UTC]",
+     pd.Series([pd.Timestamp("2026-01-01", tz="UTC"), pd.NaT], dtype="datetime64[us, UTC]")),
+    ([None, 3, 2**40], "Int64", pd.Series([pd.NA, 3, 2**40], dtype="Int64")),
+    ([None, 1, 2.5], "float64", pd.Series([np.nan, 1.0, 2.5])),
+    ([None, "a", ""], "str", pd.Series([np.nan, "a", ""], dtype="str")),
+    ([], "Int64", pd.Series([], dtype="Int64")),
+])
+def test_typed_columns_casts_plain_values_as_the_database_gives_them(values, dtype, expected) -> None:
+    frame = typed_columns({"x": values}, {"x": dtype})
+    pd.testing.assert_series_equal(frame["x"], expected, check_names=False)
