@@ -211,13 +211,15 @@ def precheck(data: bytes, *, sheets: Iterable[str] | None = None) -> Precheck:
                 if sheet_name is None and not _is_xml(zf, info):
                     continue
                 xml = _read_member(zf, info)
-                _check_no_dtd(info.filename, xml)
                 if sheet_name is not None:
-                    report.used[sheet_name] = _check_sheet_extent(sheet_name, xml)
-                    report.formulas_without_value[sheet_name] = _formulas_without_value(xml)
+                    used, formulas = _check_sheet(sheet_name, info.filename, xml)
+                    report.used[sheet_name] = used
+                    report.formulas_without_value[sheet_name] = formulas
                     report.a1_value[sheet_name] = _A1_VALUE.search(xml, 0, 200_000) is not None
                     texts[sheet_name] = xml
-                elif _SST_ROOT.search(xml, 0, 4096):
+                    continue
+                _check_no_dtd(info.filename, xml)
+                if _SST_ROOT.search(xml, 0, 4096):
                     tables.append((info.filename, xml))
             for part, xml in tables:
                 lengths = _shared_string_lengths(xml)
@@ -333,9 +335,14 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
 _DTD = re.compile(rb"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
+def _maybe_utf16(xml: bytes) -> bool:
+    """Whether a part may be UTF-16 (a byte-order mark, or NULs among its first bytes)."""
+    return xml[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in xml[:64]
+
+
 def _check_no_dtd(name: str, xml: bytes) -> None:
     text = xml
-    if xml[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in xml[:64]:
+    if _maybe_utf16(xml):
         for encoding in ("utf-16", "utf-16-le", "utf-16-be"):
             try:
                 text = xml.decode(encoding).encode("utf-8", "replace")
@@ -468,14 +475,20 @@ _RE2_DTD = r"<!" + _WS + r"*(?:DOCTYPE|ENTITY)"
 _RE2_NO_VALUE = r"</(?:\w+:)?f>" + _WS + r"*</(?:\w+:)?c>|<(?:\w+:)?f\b[^>]*/>" + _WS + r"*</(?:\w+:)?c>"
 
 
-def _as_arrow(xml: bytes) -> pa.Array:
-    offsets = pa.py_buffer(np.array([0, len(xml)], dtype=np.int64).tobytes())
-    return pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(xml)])  # no copy
+def _as_arrow(xml: bytes, start: int = 0, end: int | None = None) -> pa.Array:
+    """``xml[start:end]`` as a one-value Arrow binary array, without a copy."""
+    offsets = pa.py_buffer(np.array([start, len(xml) if end is None else end], dtype=np.int64).tobytes())
+    return pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(xml)])
 
 
-def _re2_found(xml: bytes, pattern: str, *, ignore_case: bool = False) -> bool:
-    """Whether ``pattern`` (RE2 syntax) matches anywhere in ``xml``; the GIL is released meanwhile."""
-    return bool(pc.match_substring_regex(_as_arrow(xml), pattern, ignore_case=ignore_case)[0].as_py())
+def _re2_found(xml: bytes, pattern: str, *, ignore_case: bool = False, start: int = 0, end: int | None = None) -> bool:
+    """Whether ``pattern`` (RE2 syntax) matches in ``xml[start:end]``; the GIL is released meanwhile.
+
+    Arrow runs RE2 on binary values as Latin-1: any byte is one character, so ``[^>]`` also
+    matches bytes that are not UTF-8, and ``$`` is the end of the range.
+    """
+    array = _as_arrow(xml, start, end)
+    return bool(pc.match_substring_regex(array, pattern, ignore_case=ignore_case)[0].as_py())
 
 
 def _far_cell(xml: bytes) -> re.Match | None:
@@ -483,6 +496,16 @@ def _far_cell(xml: bytes) -> re.Match | None:
     if not _re2_found(xml, _RE2_CELL_BEYOND, ignore_case=True):
         return None
     return _cell_beyond(xml) or _CELL_BEYOND.search(xml)
+
+
+def _count_rows(xml: bytes) -> int:
+    """``xml.count(b"<row")``, in numpy with the GIL released (4-byte words at each of 4 offsets).
+
+    Exact: "<row" cannot overlap itself, so no occurrence is counted twice.
+    """
+    word = np.frombuffer(b"<row", dtype="<u4")[0]
+    return sum(int(np.count_nonzero(np.frombuffer(xml, dtype="<u4", count=(len(xml) - at) // 4, offset=at) == word))
+               for at in range(min(4, len(xml))))
 
 
 def _last_row_number(xml: bytes, written: int) -> int:
@@ -496,7 +519,7 @@ def _last_row_number(xml: bytes, written: int) -> int:
 def _row_numbers(xml: bytes, written: int | None = None) -> list[int]:
     """Every row number of a sheet; ``written`` is ``xml.count(b"<row")`` when already counted."""
     found = _ROW_REF_FAST.findall(xml)
-    if len(found) != (xml.count(b"<row") if written is None else written) or b":row" in xml:
+    if len(found) != (_count_rows(xml) if written is None else written) or b":row" in xml:
         found = _ROW_REF.findall(xml)
     return list(map(int, found))
 
@@ -507,8 +530,25 @@ def _check_sheet_extent(sheet: str, xml: bytes) -> tuple[int, int]:
     The declared ``<dimension>``, every cell reference and every row number are checked;
     so is the number of rows (rows may be written without numbers).
     """
+    rows, cols, far = _declared_extent(xml)
+    cell = _far_cell(xml)
+    if cell and not far:
+        far = cell.group(1).decode("ascii", "replace").upper()
+    written = _count_rows(xml)
+    if _re2_found(xml, _RE2_ROW_BEYOND):  # a row number beyond the limit: all of them, for the message
+        row_numbers = _row_numbers(xml, written)
+        rows = max(rows, max(row_numbers)) if row_numbers else rows
+    else:  # rows come in order (Excel refuses a sheet whose rows do not), so the last is the largest
+        rows = max(rows, _last_row_number(xml, written))
+    written += xml.count(b":row ") if b":row " in xml else 0
+    _refuse_beyond(sheet, far, rows, written)
+    _check_cells_without_ref(sheet, xml)
+    return rows, cols
+
+
+def _declared_extent(xml: bytes) -> tuple[int, int, str]:
+    """Rows and columns of the sheet's ``<dimension>``, and its far corner if that is beyond the limits."""
     rows = cols = 0
-    far = ""
     match = _DIMENSION.search(xml, 0, 65_536)  # it comes before the cells; anywhere else is looked for too
     if match is None and b"dimension" in xml:
         match = _DIMENSION.search(xml)
@@ -518,24 +558,16 @@ def _check_sheet_extent(sheet: str, xml: bytes) -> tuple[int, int]:
             if a1:
                 cols = max(cols, _col_index(a1.group(1)))
                 rows = max(rows, int(a1.group(2)))
-    if rows > MAX_ROWS or cols > MAX_COLUMNS:
-        far = match.group(1).decode("ascii", "replace").split(":")[-1]
-    cell = _far_cell(xml)
-    if cell and not far:
-        far = cell.group(1).decode("ascii", "replace").upper()
-    written = xml.count(b"<row")  # (bytes.count is faster here than counting in Arrow, GIL or not)
-    if _re2_found(xml, _RE2_ROW_BEYOND):  # a row number beyond the limit: all of them, for the message
-        row_numbers = _row_numbers(xml, written)
-        rows = max(rows, max(row_numbers)) if row_numbers else rows
-    else:  # rows come in order (Excel refuses a sheet whose rows do not), so the last is the largest
-        rows = max(rows, _last_row_number(xml, written))
-    written += xml.count(b":row ") if b":row " in xml else 0
+    far = match.group(1).decode("ascii", "replace").split(":")[-1] if rows > MAX_ROWS or cols > MAX_COLUMNS else ""
+    return rows, cols, far
+
+
+def _refuse_beyond(sheet: str, far: str, rows: int, written: int) -> None:
+    """Refuse the sheet if a reference (``far``), its last row number or its number of rows is beyond the limits."""
     if not far and (rows > MAX_ROWS or written > MAX_ROWS):
         far = f"row {max(rows, written):,}"
     if far:
         raise WorkbookError(_beyond_message(sheet, far))
-    _check_cells_without_ref(sheet, xml)
-    return rows, cols
 
 
 def _beyond_message(sheet: str, far: str) -> str:
@@ -614,6 +646,9 @@ def _check_text_volume(sheet: str, xml: bytes, lengths: np.ndarray) -> None:
     if not len(lengths):
         return
     longest = int(lengths.max())
+    # '"s"' and "'s'" cannot overlap, so a third of the sheet's bytes bounds their count: no count needed.
+    if len(xml) // 3 * longest <= MAX_TEXT_BYTES:
+        return
     if (xml.count(b'"s"') + xml.count(b"'s'")) * longest <= MAX_TEXT_BYTES:
         return
     found = _S_CELL_FAST.findall(xml)
@@ -653,6 +688,78 @@ def _formulas_without_value(xml: bytes) -> list[str]:
         if len(out) >= MAX_FORMULA_FINDINGS:
             break
     return out
+
+
+# --- the plain sheet: one pass of RE2 instead of the exact checks --------------------------------------
+# Nearly every sheet is written as Excel and every library write it: each cell opens `<c r="B7"`, no
+# reference is beyond the limits, no element has a namespace prefix, every formula has its saved value.
+# One RE2 scan (GIL released) for anything else tells such a sheet apart; for it the exact checks'
+# answers follow from the dimension, the last row number and the number of rows.  Any other sheet gets
+# the exact checks, so its answers and refusals are theirs (tests/test_precheck_fast.py compares both).
+
+def _not_followed_by(prefix: str, text: str) -> str:
+    """RE2 for ``prefix`` followed by anything but ``text`` or by the end (RE2 has no lookahead).
+
+    ``text`` holds plain characters (no regex syntax): ``_not_followed_by("<c", ' r="')``.
+    """
+    tail = ""
+    for ch in reversed(text):
+        tail = f"(?:$|[^{ch}]|{ch}{tail})" if tail else f"(?:$|[^{ch}])"
+    return prefix + tail
+
+
+_RE2_ODD = "|".join([
+    r"<!" + _WS + r"*(?i:doctype|entity)",  # a DTD (_check_no_dtd)
+    # A reference written another way than ` r="B7"`: _far_cell and _RE2_ROW_BEYOND look at those too.
+    r"[\t\n\r\f\x0b][rR]" + _WS + r"*=", r" R" + _WS + r"*=", r" r" + _WS + r"+=", r" r=" + _WS, r" r='",
+    r' r="[A-Z]*[a-z]',
+    r' r="(?:' + _BEYOND_REF.decode() + "|" + _beyond(MAX_ROWS, _DECIMAL) + r")[\"']",  # a cell or row beyond
+    r":row ", r":sheetData",  # prefixed rows are counted apart; a prefixed sheetData has its cells walked
+    _RE2_NO_VALUE,  # a formula without its saved value (_formulas_without_value)
+])
+# Inside sheetData, also a cell without its reference first: _check_cells_without_ref walks such sheets.
+_RE2_ODD_CELLS = _RE2_ODD + "|" + _not_followed_by("<c", ' r="')
+
+
+def _is_plain_sheet(xml: bytes) -> bool:
+    """Whether the sheet holds none of the oddities the exact checks look for (see above).
+
+    sheetData (from ``<sheetData`` to ``</sheetData>``, as _check_cells_without_ref takes it) is
+    scanned for the oddities and for cells without a reference, the rest of the sheet for the
+    oddities.  No oddity can straddle the two ends (each end is a "<" that none holds after its
+    first byte), except a formula tag left open before sheetData: that sheet is not plain.
+    """
+    if _maybe_utf16(xml):  # the DTD check reads it decoded
+        return False
+    start = xml.find(b"<sheetData")
+    if start < 0 or xml.rfind(b">", 0, start) <= xml.rfind(b"<", 0, start):
+        return False
+    end = xml.rfind(b"</sheetData>")
+    end = len(xml) if end < start else end
+    return not (_re2_found(xml, _RE2_ODD, end=start) or _re2_found(xml, _RE2_ODD, start=end)
+                or _re2_found(xml, _RE2_ODD_CELLS, start=start, end=end))
+
+
+def _check_sheet(sheet: str, part: str, xml: bytes) -> tuple[tuple[int, int], list[str]]:
+    """A parsed sheet's checks: no DTD, its extent within the limits, and its formulas without a saved value."""
+    if _is_plain_sheet(xml):
+        return _plain_sheet_extent(sheet, xml), []
+    _check_no_dtd(part, xml)
+    return _check_sheet_extent(sheet, xml), _formulas_without_value(xml)
+
+
+def _plain_sheet_extent(sheet: str, xml: bytes) -> tuple[int, int]:
+    """``_check_sheet_extent`` of a plain sheet.
+
+    It has no reference beyond the limits (so no far cell and no row number beyond), no
+    prefixed row, and every cell of sheetData has its reference (no cell walk); what remains
+    is the dimension, the last row number and the number of rows.
+    """
+    rows, cols, far = _declared_extent(xml)
+    written = _count_rows(xml)
+    rows = max(rows, _last_row_number(xml, written))
+    _refuse_beyond(sheet, far, rows, written)
+    return rows, cols
 
 
 # --- reading ------------------------------------------------------------------------------------
