@@ -260,12 +260,24 @@ class Table:
             return value
 
     def column(self, name: str) -> pd.Series:
-        return col(self.frame, name)
+        series = self.series(name)
+        return series if series is not None else col(self.frame, name)
+
+    def series(self, name: str) -> pd.Series | None:
+        """The frame's column ``name`` (None when it lacks it), looked up once."""
+        return self._cached(("series", name), lambda: self.frame[name] if name in self.frame else None)
 
     def valid(self, name: str) -> np.ndarray:
         """True where ``name`` holds a value (``col(frame, name).notna()``)."""
-        return self._cached(("valid", name), lambda: _valid(self.frame[name]) if name in self.frame
-                            else np.zeros(self.n, dtype=bool))
+        def make() -> np.ndarray:
+            series = self.series(name)
+            if series is None:
+                return np.zeros(self.n, dtype=bool)
+            array = getattr(series.array, "_pa_array", None)
+            if array is not None and array.null_count in (0, len(array)):
+                return np.full(self.n, array.null_count == 0, dtype=bool)
+            return _valid(series)
+        return self._cached(("valid", name), make)
 
     def present(self, name: str) -> np.ndarray:
         """True where the cell holds something: a value, or text that could not be read (:func:`present`)."""
@@ -281,9 +293,14 @@ class Table:
     def equals(self, name: str, *values: str) -> np.ndarray:
         """True where ``name`` is one of ``values`` (:func:`equals`; missing never is)."""
         def make() -> np.ndarray:
-            if name not in self.frame:
+            series = self.series(name)
+            if series is None or not self.valid(name).any():
                 return np.zeros(self.n, dtype=bool)
-            return np.asarray(isin_values(self.frame[name], values).to_numpy(), dtype=bool)
+            array = getattr(series.array, "_pa_array", None)
+            if array is None or not all(isinstance(v, str) for v in values):
+                return np.asarray(isin_values(series, values).to_numpy(), dtype=bool)
+            found = pc.is_in(array, value_set=pa.array(values, type=array.type))  # missing: False
+            return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
         return self._cached(("equals", name, values), make)
 
     def valid_code(self, name: str, list_name: str) -> np.ndarray:
@@ -293,7 +310,7 @@ class Table:
     def dates(self, name: str) -> np.ndarray:
         """The column as datetime64 (NaT where missing or not a date), as :func:`dates` reads it."""
         def make() -> np.ndarray:
-            column = self.frame[name] if name in self.frame else None
+            column = self.series(name)
             if column is not None and isinstance(column.dtype, np.dtype) and column.dtype.kind == "M":
                 return column.to_numpy()
             return dates(self.frame, name).to_numpy()
@@ -340,7 +357,7 @@ def site_of(frame: pd.DataFrame) -> pd.Series | None:
 def duplicated_key(frame: pd.DataFrame, key: pd.Series) -> pd.Series:
     """Rows whose (casefolded) key was already seen above them, within the row's site."""
     site = site_of(frame)
-    if site is None:
+    if site is None or _one_site(site):
         return key.notna() & key.duplicated(keep="first")
     codes, uniques = pd.factorize(key)  # missing keys (code -1) are never duplicates
     pairs = pd.Series(site.to_numpy(dtype=np.int64) * (len(uniques) + 1) + codes + 1, index=key.index)
@@ -352,7 +369,13 @@ def isin_keys(keys: pd.Series, values) -> pd.Series:
     array = getattr(keys.array, "_pa_array", None)
     if array is None:
         return keys.isin(set(values)).astype(bool)
-    value_set = pa.array(list(dict.fromkeys(values)), type=pa.large_string())
+    given = getattr(getattr(values, "array", None), "_pa_array", None)  # Arrow text: no Python per value
+    if given is not None and given.null_count == 0 and (pa.types.is_string(given.type)
+                                                         or pa.types.is_large_string(given.type)):
+        value_set = pc.unique(given.cast(pa.large_string()))
+        value_set = value_set.combine_chunks() if isinstance(value_set, pa.ChunkedArray) else value_set
+    else:
+        value_set = pa.array(list(dict.fromkeys(values)), type=pa.large_string())
     found = pc.is_in(array.cast(pa.large_string()), value_set=value_set)
     return pd.Series(found.to_numpy(zero_copy_only=False).astype(bool), index=keys.index)
 
@@ -364,7 +387,7 @@ def same_site_isin(frame: pd.DataFrame, keys: pd.Series, other: pd.DataFrame, ot
     repeat, as after an explode).  Without ``_site`` columns it is a plain ``isin``.
     """
     site, other_site = site_of(frame), site_of(other)
-    if site is None or other_site is None:
+    if site is None or other_site is None or _one_site(site, other_site):
         return isin_keys(keys, other_keys.dropna())
     both = pd.concat([keys.astype("str"), other_keys.astype("str")], ignore_index=True)
     codes, uniques = pd.factorize(both)
@@ -373,6 +396,15 @@ def same_site_isin(frame: pd.DataFrame, keys: pd.Series, other: pd.DataFrame, ot
     b = other_site.reindex(other_keys.index).to_numpy(dtype=np.int64) * k + codes[n:]
     found = np.isin(a, b[codes[n:] >= 0]) & (codes[:n] >= 0)
     return pd.Series(found, index=keys.index)
+
+
+def _one_site(*sites: pd.Series) -> bool:
+    """True when every row of every one of ``sites`` is of the same site (and there are rows)."""
+    values = [s.to_numpy(dtype=np.int64) for s in sites]
+    if not all(len(v) for v in values):
+        return False
+    first = values[0][0]
+    return all(v.min() == first == v.max() for v in values)
 
 
 def site_keyed(frame: pd.DataFrame, key: pd.Series) -> pd.Series:
@@ -462,8 +494,20 @@ def identifier_scan(frames: Frames, record: str) -> dict[str, dict[str, tuple[np
 
 
 def linked(fr: Frames, *, include_cancelled: bool = True) -> pd.DataFrame:
-    """:func:`linked_refs` of the actions, once per validation."""
-    return fr.cached(("linked", include_cancelled), lambda: linked_refs(fr.actions, include_cancelled=include_cancelled))
+    """:func:`linked_refs` of the actions, once per validation.
+
+    Each action's refs are split on their own, so those of the actions not cancelled are the
+    rows of all the refs whose action is not cancelled (split once for both).
+    """
+    every = fr.cached(("linked", True), lambda: linked_refs(fr.actions))
+    if include_cancelled:
+        return every
+    def without_cancelled() -> pd.DataFrame:
+        cancelled = fr.table("actions").equals("status", "cancelled")
+        if not cancelled.any():
+            return every
+        return every[~cancelled[fr.actions.index.get_indexer(every.index)]]
+    return fr.cached(("linked", False), without_cancelled)
 
 
 # --- incidents: completeness and code lists --------------------------------------------------
@@ -491,9 +535,9 @@ def site_code_matches(fr: Frames) -> list[Hit]:
     inc = fr.table("incidents")
     site = site_of(fr.incidents)
     if site is not None:  # many sites: each row against its own site's code
-        codes = col(fr.site, "site_code").astype("str").str.strip().str.casefold()
-        expected = pd.Series(codes.to_numpy(), index=fr.site[SITE].to_numpy()).reindex(site.to_numpy())
-        expected = expected.to_numpy(dtype=object)
+        codes = col(fr.site, "site_code").astype("str").str.strip().str.casefold().to_numpy(dtype=object)
+        at = pd.Index(fr.site[SITE].to_numpy(dtype=np.int64)).get_indexer(site.to_numpy(dtype=np.int64))
+        expected = np.append(codes, None)[at]  # each row's site's code (-1, no such site: None)
         folded = inc.folded("site_code").to_numpy(dtype=object)
         mask = inc.valid("site_code") & pd.notna(expected) & (folded != expected)
         return [Hit("incidents", "site_code", np.asarray(mask, dtype=bool))]
