@@ -389,13 +389,38 @@ def same_site_isin(frame: pd.DataFrame, keys: pd.Series, other: pd.DataFrame, ot
     site, other_site = site_of(frame), site_of(other)
     if site is None or other_site is None or _one_site(site, other_site):
         return isin_keys(keys, other_keys.dropna())
-    both = pd.concat([keys.astype("str"), other_keys.astype("str")], ignore_index=True)
-    codes, uniques = pd.factorize(both)
-    n, k = len(keys), max(len(uniques), 1)
-    a = site.reindex(keys.index).to_numpy(dtype=np.int64) * k + codes[:n]
-    b = other_site.reindex(other_keys.index).to_numpy(dtype=np.int64) * k + codes[n:]
-    found = np.isin(a, b[codes[n:] >= 0]) & (codes[:n] >= 0)
+    # Number the other side's distinct keys (Arrow hashing), look each key up among them, then
+    # compare (site, number) pairs as one integer each.
+    encoded = pc.dictionary_encode(_large_text(other_keys))
+    other_codes = encoded.indices
+    codes = pc.index_in(_large_text(keys), value_set=encoded.dictionary)  # null: not among the other keys
+    k = max(len(encoded.dictionary), 1)
+    given, other_given = _valid_flags(codes), _valid_flags(other_codes)
+    a = _sites_at(site, keys.index)[given] * k + codes.drop_null().to_numpy().astype(np.int64)
+    b = _sites_at(other_site, other_keys.index)[other_given] * k + other_codes.drop_null().to_numpy().astype(np.int64)
+    found = np.zeros(len(keys), dtype=bool)
+    found[given] = pd.Series(a).isin(b).to_numpy(dtype=bool)
     return pd.Series(found, index=keys.index)
+
+
+def _large_text(series: pd.Series) -> pa.Array:
+    """Text as one Arrow large_string array (null where missing)."""
+    array = series.astype("str").array._pa_array
+    array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    return array.cast(pa.large_string())
+
+
+def _valid_flags(array: pa.Array) -> np.ndarray:
+    if not array.null_count:
+        return np.ones(len(array), dtype=bool)
+    return np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _sites_at(site: pd.Series, labels: pd.Index) -> np.ndarray:
+    """The ``_site`` of the rows named by ``labels`` (``site.reindex(labels)``, as int64)."""
+    if site.index.equals(labels):
+        return site.to_numpy(dtype=np.int64)
+    return site.reindex(labels).to_numpy(dtype=np.int64)
 
 
 def _one_site(*sites: pd.Series) -> bool:

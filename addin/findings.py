@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 from workbook_templates.rules import RULES_BY_ID
 
@@ -52,3 +52,21 @@ def finding_maker(rule_id: str, label: str = "") -> Callable[[str, str, str, str
         return Finding(file, sheet, cell, ref, rule_id, rule.severity, message)
 
     return make
+
+
+def findings_of(rule_id: str, label: str, file: str, sheet: str, cells: Iterable[str], refs: Iterable[str],
+                values: Iterable[str]) -> list[Finding]:
+    """``make_finding`` of one rule and label on one sheet of one file, one finding per (cell, ref, value).
+
+    The rule is looked up once and each distinct value's message formatted once.
+    """
+    rule = RULES_BY_ID[rule_id]
+    template, severity, label = rule.message, rule.severity, label or rule.field
+    messages: dict[str, str] = {}
+    out = []
+    for cell, ref, value in zip(cells, refs, values):
+        message = messages.get(value)
+        if message is None:
+            message = messages[value] = template.format(label=label, value=value)
+        out.append(Finding(file, sheet, cell, ref, rule_id, severity, message))
+    return out

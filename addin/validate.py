@@ -27,7 +27,7 @@ from workbook_templates.records import SiteRecords
 from workbook_templates.rules import RULES_BY_ID
 
 from .checks import CHECKS, FIELDS, SITE, Frames, Hit, today_stamp
-from .findings import Finding, finding_maker
+from .findings import Finding, findings_of
 from .reader import FIELDS_BY_KIND, ReadResult, SheetLayout, default_layout, normalise_frame, read_workbook
 
 REF_FIELD = {"incidents": INCIDENTS.ref_field, "actions": ACTIONS.ref_field}
@@ -193,9 +193,8 @@ def _findings_by_site(rule_id: str, hit: Hit, frames: Frames, layouts: list[dict
         keep = np.isin(sites, list(usable))
         positions, sites = positions[keep], sites[keep]
     values = _values(hit, frame, positions)
-    refs = shown.refs[positions].tolist() if shown.refs is not None else [""] * positions.size
-    make = finding_maker(rule_id, _label(rule_id, hit))
-    field, sheet_of = hit.field, {site: sheet_layout.sheet for site, sheet_layout in usable.items()}
+    refs = shown.refs_at(positions)
+    label, field = _label(rule_id, hit), hit.field
     if hit.record == "site":
         cells = [usable[site].cell(field) for site in sites.tolist()]
     else:
@@ -203,14 +202,28 @@ def _findings_by_site(rule_id: str, hit: Hit, frames: Frames, layouts: list[dict
         rows = shown.rows[positions].tolist() if shown.rows is not None else [0] * positions.size
         cells = [f"{letters[site]}{row}" if row and letters[site] else ""
                  for site, row in zip(sites.tolist(), rows)]
-    if len(usable) == 1:  # one workbook (the usual case): no split
-        (site,) = usable
-        file, sheet = files[site], sheet_of[site]
-        return [(site, [make(file, sheet, cell, ref, value) for cell, ref, value in zip(cells, refs, values)])]
-    out: dict[int, list[Finding]] = {}
-    for site, cell, ref, value in zip(sites.tolist(), cells, refs, values):
-        out.setdefault(site, []).append(make(files[site], sheet_of[site], cell, ref, value))
-    return list(out.items())
+    out = []
+    for site, rows_of_site in _by_site(sites):  # each workbook's findings in row order
+        pick = (lambda items: items[rows_of_site]) if isinstance(rows_of_site, slice) else \
+            (lambda items: [items[i] for i in rows_of_site])
+        out.append((site, findings_of(rule_id, label, files[site], usable[site].sheet, pick(cells), pick(refs),
+                                      pick(values))))
+    return out
+
+
+def _by_site(sites: np.ndarray) -> list[tuple[int, slice | list[int]]]:
+    """Each site in ``sites`` with where its entries are: a slice when they are together (stacked frames
+    keep each workbook's rows together and in order), else their positions in order."""
+    if sites[0] == sites[-1] and (sites == sites[0]).all():
+        return [(int(sites[0]), slice(None))]
+    if np.all(sites[1:] >= sites[:-1]):
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(sites)) + 1]).tolist()
+        stops = starts[1:] + [int(sites.size)]
+        return [(int(sites[a]), slice(a, b)) for a, b in zip(starts, stops)]
+    groups: dict[int, list[int]] = {}
+    for i, site in enumerate(sites.tolist()):
+        groups.setdefault(site, []).append(i)
+    return list(groups.items())
 
 
 class _Shown:
@@ -219,20 +232,26 @@ class _Shown:
     def __init__(self, frame: pd.DataFrame, record: str) -> None:
         self.sites = frame[SITE].to_numpy(dtype=np.int64) if SITE in frame else None
         ref_field = REF_FIELD.get(record)
-        self.refs = _text_values(frame[ref_field]) if ref_field and ref_field in frame else None
+        column = frame[ref_field] if ref_field and ref_field in frame else None
+        array = getattr(column.array, "_pa_array", None) if column is not None else None
+        if array is not None and (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+            self._ref_text, self._refs = array, None  # refs taken at the flagged rows only
+        else:
+            self._ref_text = None
+            self._refs = (np.array(["" if pd.isna(v) else str(v) for v in column.tolist()], dtype=object)
+                          if column is not None else None)
         self.rows = _row_numbers(frame["_row"]) if "_row" in frame else None
+
+    def refs_at(self, positions: np.ndarray) -> list[str]:
+        if self._ref_text is not None:
+            return pc.fill_null(self._ref_text.take(pa.array(positions, type=pa.int64())), "").to_pylist()
+        if self._refs is not None:
+            return self._refs[positions].tolist()
+        return [""] * positions.size
 
 
 def _shown(frames: Frames, record: str, frame: pd.DataFrame) -> _Shown:
     return frames.cached(("shown", record), lambda: _Shown(frame, record))
-
-
-def _text_values(column: pd.Series) -> np.ndarray:
-    """Each value as text ("" when missing), as an object array."""
-    array = getattr(column.array, "_pa_array", None)
-    if array is not None and (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-        return np.asarray(pc.fill_null(array, "").to_numpy(zero_copy_only=False), dtype=object)
-    return np.array(["" if pd.isna(v) else str(v) for v in column.tolist()], dtype=object)
 
 
 def _row_numbers(column: pd.Series) -> np.ndarray:
@@ -304,7 +323,22 @@ def _cell_values(frame: pd.DataFrame, name: str, positions: np.ndarray) -> list:
 
 
 def _display_all(values: list) -> list[str]:
-    return [v if type(v) is str else _display(v) for v in values]
+    """``_display`` of each value; each distinct (type, value) is shown once."""
+    shown: dict = {}
+    out = []
+    for v in values:
+        if type(v) is str:
+            out.append(v)
+            continue
+        try:
+            key = (type(v), v)
+            text = shown.get(key)
+            if text is None:
+                text = shown[key] = _display(v)
+        except TypeError:  # unhashable
+            text = _display(v)
+        out.append(text)
+    return out
 
 
 def _display(value: object) -> str:
