@@ -552,7 +552,8 @@ def incident_codes(fr: Frames) -> list[Hit]:
 
 @check("NM003")
 def duplicate_incident_refs(fr: Frames) -> list[Hit]:
-    return [Hit("incidents", "incident_ref", duplicated_key(fr.incidents, fr.table("incidents").folded("incident_ref")))]
+    key = fr.table("incidents").folded("incident_ref")
+    return [Hit("incidents", "incident_ref", duplicated_key(fr.incidents, key))]
 
 
 @check("NM004")
@@ -576,7 +577,8 @@ def site_code_matches(fr: Frames) -> list[Hit]:
 @check("NM005")
 def incident_dates_readable(fr: Frames) -> list[Hit]:
     inc = fr.table("incidents")
-    return [Hit("incidents", f.name, inc.unreadable(f.name)) for f in fields_of("incidents", lambda f: f.type == "date")]
+    return [Hit("incidents", f.name, inc.unreadable(f.name))
+            for f in fields_of("incidents", lambda f: f.type == "date")]
 
 
 @check("NM006")
@@ -595,7 +597,8 @@ def risk_scores_in_range(fr: Frames) -> list[Hit]:
 @check("NM007")
 def incident_times_readable(fr: Frames) -> list[Hit]:
     inc = fr.table("incidents")
-    return [Hit("incidents", f.name, inc.unreadable(f.name)) for f in fields_of("incidents", lambda f: f.type == "time")]
+    return [Hit("incidents", f.name, inc.unreadable(f.name))
+            for f in fields_of("incidents", lambda f: f.type == "time")]
 
 
 # --- incidents: dates ------------------------------------------------------------------------

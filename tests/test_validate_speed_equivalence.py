@@ -195,6 +195,16 @@ def test_same_site_isin_compares_keys_of_one_site_only():
         keys.isin(["a", "b", "d"]).tolist()
 
 
+def test_findings_of_is_make_finding_of_each_cell():
+    from addin.findings import findings_of, make_finding
+
+    cells, refs, values = ["G3", "G4", ""], ["OAK-1", "", "OAK-3"], ["fall", "12", "fall"]
+    for rule, label in (("NM002", "Category"), ("NM082", ""), ("NM044", "Status")):
+        assert findings_of(rule, label, "a.xlsx", "Log", cells, refs, values) == [
+            make_finding(rule, file="a.xlsx", sheet="Log", cell=c, ref=r, label=label, value=v)
+            for c, r, v in zip(cells, refs, values)]
+
+
 def test_findings_of_rows_not_grouped_by_site_still_go_to_their_own_site():
     """Frames stacked by hand with sites out of order: each site's findings stay its own, in row order."""
     from addin.validate import _by_site
