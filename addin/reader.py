@@ -1260,9 +1260,9 @@ def _read_site(grid: list[list], actual: str, file: str):
     lookup = _header_lookup(SITE_FIELDS)
     site: dict = {}
     rows: dict[str, int] = {}
-    keys = pd.Series([r[0] if r else "" for r in grid], dtype=object)
-    values = pd.Series([r[1] if len(r) > 1 else "" for r in grid], dtype=object)
-    for i, key in keys.items():
+    keys = [r[0] if r else "" for r in grid]
+    values = [r[1] if len(r) > 1 else "" for r in grid]
+    for i, key in enumerate(keys):
         f = lookup.get(_norm(key)) if isinstance(key, str) else None
         if f is not None and f.name not in rows:
             rows[f.name] = i + 1
@@ -1304,13 +1304,64 @@ def _read_site(grid: list[list], actual: str, file: str):
     if header is None:
         exposure = empty_frame("exposure").assign(_row=pd.Series(dtype="Int64"))
         return site, site_layout, exposure, exposure_layout, findings
-    body = pd.DataFrame(grid[header + 1:], dtype=object)
-    raw = pd.DataFrame({n: body[j] if j in body else pd.Series(dtype=object) for n, j in columns.items()},
-                       index=body.index)
+    exposure = _plain_exposure(grid[header + 1:], columns, header)
+    if exposure is None:
+        exposure = _normalised_exposure(grid[header + 1:], columns, header)
+    return site, site_layout, exposure, exposure_layout, findings
+
+
+def _normalised_exposure(body: list[list], columns: dict[str, int], header: int) -> pd.DataFrame:
+    """The exposure table's rows below ``header``: blank rows dropped, every value typed by ``normalise_frame``."""
+    cells = pd.DataFrame(body, dtype=object)
+    raw = pd.DataFrame({n: cells[j] if j in cells else pd.Series(dtype=object) for n, j in columns.items()},
+                       index=cells.index)
     raw["_row"] = raw.index + header + 2
     raw = _drop_blank_rows(raw, list(columns))
-    exposure = normalise_frame(raw, "exposure", fields=EXPOSURE_FIELDS)
-    return site, site_layout, exposure, exposure_layout, findings
+    return normalise_frame(raw, "exposure", fields=EXPOSURE_FIELDS)
+
+
+_FIRST_DATE, _LAST_DATE = (stamp.date() for stamp in (pd.Timestamp("1900-01-01"), pd.Timestamp("2199-12-31")))
+
+
+def _plain_exposure(body: list[list], columns: dict[str, int], header: int) -> pd.DataFrame | None:
+    """``_normalised_exposure`` built straight from the cells, when every cell is plain: empty, a date
+    from 1900 to 2199 in the date field, a finite number in a number field, a whole number exact as
+    Int64 in a whole-number field.  None for anything else (or no row at all).
+    """
+    cells = [[None if j >= len(row) or _blank_cell(row[j]) else row[j] for j in columns.values()] for row in body]
+    keep = np.array([i for i, row in enumerate(cells) if any(v is not None for v in row)], dtype=np.int64)
+    if not keep.size:
+        return None
+    index = pd.RangeIndex(len(body)).take(keep)  # what the general way's row filter leaves
+    position = {name: k for k, name in enumerate(columns)}
+    data = {}
+    for f in EXPOSURE_FIELDS:
+        k = position.get(f.name)
+        values = [None if k is None else cells[i][k] for i in keep]
+        if not all(v is None or _plain_exposure_value(v, f.type) for v in values):
+            return None
+        if f.type == "date":
+            array = np.array(values, dtype=DATE_DTYPE)
+        elif f.type == "int":
+            array = pd.array([None if v is None else int(v) for v in values], dtype="Int64")
+        else:
+            array = np.array([np.nan if v is None else v for v in values], dtype=float)
+        data[f.name] = pd.Series(array, index=index)
+    data["_row"] = pd.Series(pd.array(keep + header + 2, dtype="Int64"), index=index)
+    return pd.DataFrame(data, index=index, copy=False)
+
+
+def _blank_cell(value: object) -> bool:
+    """An empty cell as ``_empty_cells`` has it (NaN aside: a plain cell is never NaN)."""
+    return value is None or (type(value) is str and not value.strip())
+
+
+def _plain_exposure_value(value: object, kind: str) -> bool:
+    if kind == "date":
+        return type(value) is dt.date and _FIRST_DATE <= value <= _LAST_DATE
+    if type(value) is not float or not np.isfinite(value):
+        return False
+    return kind == "number" or (value.is_integer() and abs(value) < 2**53)
 
 
 _NOT_WHITE_SPACE = ("\x1c", "\x1d", "\x1e", "\x1f")  # str.strip() removes them, Arrow (and to_text) keeps them

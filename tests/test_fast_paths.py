@@ -146,3 +146,46 @@ def test_a_small_sheet_read_by_fastexcel_is_what_calamine_gives(tmp_path):
                 taken.add((name, sheet))
     assert {("builder", "Site"), ("plain", "Site"), ("from B3", "Site")} <= taken
     assert not {(name, "Site") for name in odd} & taken  # calamine reads those
+
+
+def test_the_exposure_frame_of_plain_cells_is_what_normalise_frame_gives():
+    """Random exposure tables (plain cells and others): wherever the plain way builds a frame, it is the general one."""
+    import datetime as dt
+    import random
+
+    import numpy as np
+
+    from addin import reader
+
+    blank = [None, "", "  ", "\u00a0"]
+    plain = {"date": [dt.date(2026, 1, 1), dt.date(1900, 1, 1), dt.date(2199, 12, 31)],
+             "int": [12.0, 0.0, -3.0, 1e15, 2.0**53 - 1], "number": [12.0, 2.5, -0.1, 1e300]}
+    odd = ["text", "12", True, 3, dt.datetime(2026, 1, 1, 12), dt.date(1899, 12, 31), dt.date(2200, 1, 1),
+           float("nan"), float("inf"), 2.0**53, 2.5, "\x1c", dt.time(12), dt.date(2026, 1, 1), 1.0]
+    kinds = {f.name: f.type for f in reader.EXPOSURE_FIELDS}
+    # A NaN number is a blank cell to the general way (a row of them is dropped): not a plain cell.
+    assert reader._plain_exposure([[float("nan")], [1.0]], {"care_hours": 0}, 0) is None
+    rng = random.Random(5)
+    built = fell_back = 0
+    for _ in range(400):
+        columns = {name: 3 + j for j, name in enumerate(rng.sample(list(kinds), rng.randint(1, len(kinds))))}
+        fields = {j: name for name, j in columns.items()}
+        width = max(columns.values()) + 1 - rng.choice([0, 0, 0, 1])  # a short row now and then
+        odd_rate = rng.choice([0, 0, 0.05])
+
+        def cell(j):  # noqa: ANN001, ANN202
+            if rng.random() < odd_rate:
+                return rng.choice(odd)
+            return rng.choice(blank + plain[kinds[fields[j]]] * 2) if j in fields else rng.choice(blank + odd)
+
+        body = [[cell(j) for j in range(width)] for _ in range(rng.randint(0, 8))]
+        header = rng.randint(0, 3)
+        fast = reader._plain_exposure(body, columns, header)
+        if fast is None:
+            fell_back += 1
+            continue
+        general = reader._normalised_exposure(body, columns, header)
+        pd.testing.assert_frame_equal(fast, general, check_exact=True, check_index_type=True)
+        assert type(fast.index) is type(general.index) and np.array_equal(fast.index, general.index)
+        built += 1
+    assert built > 200 and fell_back > 50, (built, fell_back)
