@@ -29,6 +29,7 @@ Derived columns (risk score, risk band, overdue) are never read: :func:`risk_sco
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import logging
 import posixpath
@@ -1046,7 +1047,6 @@ def _read_table_fast(books: _Books, sheet, actual: str, file: str):  # noqa: ANN
     fields = [chosen[j] for j in sorted(chosen)]
     columns = dict(sorted(seen.items(), key=lambda item: item[1]))
     arrays: dict[str, pa.Array] = {}
-    nonblank = np.zeros(batch.num_rows, dtype=bool)
     for f, array in zip(fields, batch.columns):
         kind = _arrow_kind(array.type)
         if kind not in _FAST_KINDS.get(f.type, ()):
@@ -1056,15 +1056,11 @@ def _read_table_fast(books: _Books, sheet, actual: str, file: str):  # noqa: ANN
                                                   pc.greater(array, _FAST_LAST_DATE))).as_py():
                 return None
         elif kind == "string":
-            trimmed = pc.utf8_trim_whitespace(array)
-            empty = pc.equal(trimmed, "")
-            # A cell holding only spaces is empty; text is stripped (codes and text) or kept as typed.
-            array = pc.if_else(empty, pa.scalar(None, array.type), trimmed if f.type in _TEXT_TYPES else array)
+            array = _blank_as_null(array, strip=f.type in _TEXT_TYPES)
         elif kind == "null":
             continue
-        nonblank |= pc.is_valid(array).to_numpy(zero_copy_only=False)
         arrays[f.name] = array
-    keep = np.flatnonzero(nonblank)
+    keep = _nonblank_rows(list(arrays.values()), batch.num_rows)
     if keep.size < batch.num_rows:
         take = pa.array(keep)
         arrays = {name: array.take(take) for name, array in arrays.items()}
@@ -1075,6 +1071,24 @@ def _read_table_fast(books: _Books, sheet, actual: str, file: str):  # noqa: ANN
                 for f in sheet.input_fields if f.name not in columns]
     layout = SheetLayout(actual, {name: column_letter(j) for name, j in columns.items()}, header_row=1)
     return frame, layout, findings
+
+
+def _blank_as_null(array: pa.Array, *, strip: bool) -> pa.Array:
+    """Text with each cell holding only spaces made missing; the rest stripped (codes and text) or as typed."""
+    trimmed = pc.utf8_trim_whitespace(array)
+    empty = pc.equal(trimmed, "")
+    kept = trimmed if strip else array
+    return pc.if_else(empty, pa.scalar(None, array.type), kept) if empty.true_count else kept
+
+
+def _nonblank_rows(arrays: list[pa.Array], rows: int) -> np.ndarray:
+    """Positions of the rows with a value in at least one of ``arrays`` (all of them, if one column is full)."""
+    if any(array.null_count == 0 for array in arrays):
+        return np.arange(rows)
+    nonblank = np.zeros(rows, dtype=bool)
+    for array in arrays:
+        nonblank |= pc.is_valid(array).to_numpy(zero_copy_only=False)
+    return np.flatnonzero(nonblank)
 
 
 def _normalise_arrow(arrays: dict[str, pa.Array], fields: list[Field], index: pd.Index, kind: str) -> pd.DataFrame:
@@ -1094,13 +1108,13 @@ def _normalise_arrow(arrays: dict[str, pa.Array], fields: list[Field], index: pd
             continue
         kind = _arrow_kind(array.type)
         if f.type in _TEXT_TYPES:
-            typed[f.name] = _arrow_codes(array, CODE_LISTS[f.codes]) if f.type == "code" else array
+            typed[f.name] = _arrow_codes(array, f.codes) if f.type == "code" else array
             continue
         if kind == "timestamp" and f.type == "date":
             typed[f.name] = pc.floor_temporal(array, unit="day").cast(pa.timestamp("us"))
             continue
         if kind == "timestamp":  # a time
-            typed[f.name] = pc.strftime(array, format="%H:%M")
+            typed[f.name] = _arrow_times(array)
             continue
         if kind == "double" and f.type == "number":
             typed[f.name] = array
@@ -1120,14 +1134,16 @@ def _normalise_arrow(arrays: dict[str, pa.Array], fields: list[Field], index: pd
             typed[f"_raw_{f.name}"] = None
             parsed[f"_raw_{f.name}"] = bad.astype("str")
     typed["_row"] = pa.array(np.asarray(index, dtype=np.int64) + 2)
-    arrow = {name: array for name, array in typed.items() if array is not None}
-    frame = pa.table(arrow).to_pandas(types_mapper=_ARROW_PANDAS_TYPES.get)
-    frame.index = index
-    if parsed:
-        for name, values in parsed.items():
-            frame[name] = values
-        frame = frame[list(typed)]
-    return frame
+    return pd.DataFrame({name: parsed[name] if array is None else _pandas_array(array) for name, array in typed.items()},
+                        index=index, copy=False)
+
+
+def _pandas_array(array: pa.Array):  # noqa: ANN202 - a numpy or pandas extension array
+    """One column as ``pa.table(...).to_pandas(types_mapper=_ARROW_PANDAS_TYPES.get)`` makes it, without the table."""
+    mapped = _ARROW_PANDAS_TYPES.get(array.type)
+    if mapped is not None:  # text as pandas' str, whole numbers as Int64
+        return mapped.__from_arrow__(array)
+    return array.to_numpy(zero_copy_only=False)  # dates as datetime64 (NaT), numbers as float64 (NaN)
 
 
 _EMPTY_ARROW = {"date": pa.timestamp("us"), "int": pa.int64(), "number": pa.float64(), "time": pa.string()}
@@ -1144,14 +1160,31 @@ def _whole_numbers(array: pa.Array) -> bool:
     return big is not None and big < 2**53 and pc.all(pc.equal(valid, pc.floor(valid))).as_py()
 
 
-def _arrow_codes(array: pa.Array, codes) -> pa.Array:  # noqa: ANN001
+_MINUTES_HHMM = pa.array([f"{m // 60:02d}:{m % 60:02d}" for m in range(24 * 60)], pa.string())
+_PER_MINUTE = {"s": 60, "ms": 60_000, "us": 60_000_000, "ns": 60_000_000_000}
+
+
+def _arrow_times(array: pa.Array) -> pa.Array:
+    """``pc.strftime(array, format="%H:%M")``, looked up by the minute of the day (strftime is slow)."""
+    if array.type.tz is not None:
+        return pc.strftime(array, format="%H:%M")
+    since_midnight = pc.subtract(array, pc.floor_temporal(array, unit="day")).cast(pa.int64())
+    return pc.take(_MINUTES_HHMM, pc.divide(since_midnight, _PER_MINUTE[array.type.unit]))
+
+
+@functools.cache  # one per code list, which is fixed
+def _code_set(list_name: str) -> pa.Array:
+    """The list's codes, and a missing value (so that is_in takes one for listed)."""
+    return pa.array([*CODE_LISTS[list_name], None], pa.string())
+
+
+def _arrow_codes(array: pa.Array, list_name: str) -> pa.Array:
     """``match_codes`` in Arrow: a code in its list's own spelling, or the text as typed."""
-    allowed = pa.array(list(codes), pa.string())
-    listed = pc.is_in(array, value_set=allowed)
-    if pc.all(pc.or_kleene(listed, pc.is_null(array))).as_py() is not False:
+    listed = pc.is_in(array, value_set=_code_set(list_name))  # missing values too
+    if pc.all(listed).as_py() is not False:
         return array
     others = pc.unique(array.filter(pc.invert(listed)))
-    folded = {code.casefold(): code for code in codes}
+    folded = {code.casefold(): code for code in CODE_LISTS[list_name]}
     mapped = pa.array([None if x is None else folded.get(x.casefold(), x) for x in others.to_pylist()],
                       pa.string())
     at = pc.index_in(array, value_set=others)
@@ -1160,7 +1193,12 @@ def _arrow_codes(array: pa.Array, codes) -> pa.Array:  # noqa: ANN001
 
 def _norm(text: object) -> str:
     """Header or sheet name compared without case, spacing or underscores."""
-    return re.sub(r"[\s_]+", " ", str(text)).strip().casefold()
+    return _norm_text(str(text))
+
+
+@functools.lru_cache(maxsize=4096)  # the same headers come back in every workbook
+def _norm_text(text: str) -> str:
+    return re.sub(r"[\s_]+", " ", text).strip().casefold()
 
 
 def _header_lookup(fields: Iterable[Field]) -> dict[str, Field]:
@@ -1451,7 +1489,7 @@ def normalise_column(column: pd.Series, f: Field) -> tuple[pd.Series, pd.Series 
     if _is_arrow_text(column):  # fast path: text already in pandas' Arrow-backed str, as the reader gives it
         text = _arrow_text(column)
         if f.type == "code":
-            return _series_like(_arrow_codes(text, CODE_LISTS[f.codes]), column), None
+            return _series_like(_arrow_codes(text, f.codes), column), None
         return _series_like(text, column), None
     text = to_text(column)
     if f.type == "code":

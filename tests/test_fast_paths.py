@@ -189,3 +189,53 @@ def test_the_exposure_frame_of_plain_cells_is_what_normalise_frame_gives():
         assert type(fast.index) is type(general.index) and np.array_equal(fast.index, general.index)
         built += 1
     assert built > 200 and fell_back > 50, (built, fell_back)
+
+
+def test_arrow_helpers_of_the_table_fast_path_give_what_the_plain_arrow_calls_give():
+    """Times by lookup, codes by one is_in, blank text as missing, rows kept, columns into pandas."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from addin import reader
+    from workbook_templates.codelists import CODE_LISTS
+
+    rng = np.random.default_rng(8)
+    for unit, span in (("s", 10**10), ("ms", 10**13), ("us", 10**16), ("ns", 9 * 10**18)):
+        values = np.concatenate([rng.integers(-span, span, 5000), [0, -1, 1, -86_400_000, -86_400_001]])
+        stamps = pa.array(values, pa.timestamp(unit), mask=rng.random(len(values)) < 0.05)
+        assert reader._arrow_times(stamps).equals(pc.strftime(stamps, format="%H:%M")), unit
+
+    for list_name, codes in CODE_LISTS.items():
+        words = [*codes, *(c.upper() for c in codes), *(c.title() for c in codes), "other", "", None]
+        text = pa.array([words[i] for i in rng.integers(0, len(words), 300)], pa.string())
+        expected = reader.match_codes(pd.Series(text.to_pylist(), dtype="str"), list_name)
+        got = reader._arrow_codes(text, list_name).to_pylist()
+        assert [None if v is None or v != v else v for v in expected] == got, list_name
+        listed = pa.array([c for c in (*codes, None) for _ in range(3)], pa.string())
+        assert reader._arrow_codes(listed, list_name) is listed  # nothing to map: the array itself
+
+    pieces = ["", " ", "\u00a0", "\t", "\u2028", "a", " a", "b ", " c d ", "é", None]
+    for _ in range(30):
+        text = pa.array([pieces[i] for i in rng.integers(0, len(pieces), 50)], pa.string())
+        trimmed = pc.utf8_trim_whitespace(text)
+        for strip in (True, False):
+            plain = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, text.type), trimmed if strip else text)
+            assert reader._blank_as_null(text, strip=strip).equals(plain)
+
+    for _ in range(30):
+        columns = [pa.array(rng.integers(0, 9, 40), mask=rng.random(40) < rng.choice([0.0, 0.5, 0.95]))
+                   for _ in range(int(rng.integers(0, 4)))]
+        valid = np.zeros(40, dtype=bool)
+        for column in columns:
+            valid |= column.is_valid().to_numpy(zero_copy_only=False)
+        assert np.array_equal(reader._nonblank_rows(columns, 40), np.flatnonzero(valid))
+
+    arrays = {"text": pa.array(["a", None, "b"]), "large": pa.array(["a", None, "c"], pa.large_string()),
+              "whole": pa.array([1, None, 3]), "number": pa.array([1.5, None, 3.0]),
+              "date": pa.array([0, None, 86_400_000_000], pa.timestamp("us")), "none": pa.nulls(3, pa.string()),
+              "no date": pa.nulls(3, pa.timestamp("us")), "no number": pa.nulls(3, pa.int64())}
+    index = pd.Index([2, 5, 9], dtype="int64")
+    expected = pa.table(arrays).to_pandas(types_mapper=reader._ARROW_PANDAS_TYPES.get).set_axis(index)
+    got = pd.DataFrame({name: reader._pandas_array(array) for name, array in arrays.items()}, index=index)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True, check_column_type=True, check_index_type=True)
