@@ -934,6 +934,7 @@ _DATE_SERIAL = re.compile(r"Expected float but got 'DateTime\(ExcelDateTime \{ v
 _FIRST_PLAIN_SERIAL = 61  # 1 March 1900: before it, Excel's leap-year bug (calamine shifts those by a day)
 _LAST_SERIAL = 2_958_465  # 31 December 9999, the last date Python has
 _EXCEL_EPOCH_DATE = dt.date(1899, 12, 30)
+_SMALL_SHEET_ROWS = 1_000  # the loads stop there, so a large sheet costs no more than calamine's one read
 
 
 def _fast_grid(fast, sheet: str) -> list[list] | None:  # noqa: ANN001 - fastexcel.ExcelReader
@@ -942,15 +943,16 @@ def _fast_grid(fast, sheet: str) -> list[list] | None:  # noqa: ANN001 - fastexc
     fastexcel types whole columns, so the sheet is loaded three times: as durations (each cell
     that is not a date fails, and the error names its kind), as floats (numbers, and the serial
     of each date in its error) and as text (strings).  Only text, numbers and whole-day dates
-    from March 1900 are taken; any other cell (a boolean, an error, a time, a 1904 date...) or
-    anything unexpected gives None, and calamine reads the sheet.
+    from March 1900 are taken; any other cell (a boolean, an error, a time, a 1904 date...), a
+    sheet of more than _SMALL_SHEET_ROWS rows or anything unexpected gives None, and calamine
+    reads the sheet.
     """
     try:
         (dates, kinds, place), (numbers, serials, _), (texts, _, _) = (_load_as(fast, sheet, dtype)
                                                                         for dtype in ("duration", "float", "string"))
     except Exception:  # noqa: BLE001 - anything fastexcel cannot do here, calamine does
         return None
-    if not texts or place != list(range(place[0], place[0] + len(texts))):
+    if not texts or len(texts[0]) > _SMALL_SHEET_ROWS or place != list(range(place[0], place[0] + len(texts))):
         return None
     lead = place[0]  # calamine's grid starts at column A, fastexcel's at the first column with data
     grid = [[""] * (lead + len(texts)) for _ in texts[0]]
@@ -973,7 +975,8 @@ def _fast_grid(fast, sheet: str) -> list[list] | None:  # noqa: ANN001 - fastexc
 
 def _load_as(fast, sheet: str, dtype: str) -> tuple[list[list], dict[tuple[int, int], str], list[int]]:  # noqa: ANN001
     """Every cell of the sheet as ``dtype`` from row 1: columns as lists, the errors by (row, column), the columns' places."""
-    loaded = fast.load_sheet(sheet, header_row=None, skip_rows=0, dtypes=dtype, dtype_coercion="coerce")
+    loaded = fast.load_sheet(sheet, header_row=None, skip_rows=0, n_rows=_SMALL_SHEET_ROWS + 1, dtypes=dtype,
+                             dtype_coercion="coerce")
     data, errors = loaded.to_arrow_with_errors()
     return ([column.to_pylist() for column in data.columns],
             {e.position: e.detail for e in (errors.errors if errors else [])},

@@ -135,6 +135,8 @@ def test_a_small_sheet_read_by_fastexcel_is_what_calamine_gives(tmp_path):
            "before March 1900": dt.date(1900, 2, 1)}
     books |= {name: write_xlsx(tmp_path / f"odd{i}.xlsx", {"Site": [*plain, ["Odd", value]]})
               for i, (name, value) in enumerate(odd.items())}
+    odd["long"] = None  # more rows than a small sheet has: calamine reads it
+    books["long"] = write_xlsx(tmp_path / "long.xlsx", {"Site": [["Row", float(i)] for i in range(1001)]})
     taken = set()
     for name, path in books.items():
         data = path.read_bytes()
