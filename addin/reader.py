@@ -974,7 +974,10 @@ def _fast_grid(fast, sheet: str) -> list[list] | None:  # noqa: ANN001 - fastexc
 
 
 def _load_as(fast, sheet: str, dtype: str) -> tuple[list[list], dict[tuple[int, int], str], list[int]]:  # noqa: ANN001
-    """Every cell of the sheet as ``dtype`` from row 1: columns as lists, the errors by (row, column), the columns' places."""
+    """Every cell of the sheet as ``dtype``, from row 1.
+
+    Returns the columns as lists, the errors by (row, column) and the columns' places (0 for A).
+    """
     loaded = fast.load_sheet(sheet, header_row=None, skip_rows=0, n_rows=_SMALL_SHEET_ROWS + 1, dtypes=dtype,
                              dtype_coercion="coerce")
     data, errors = loaded.to_arrow_with_errors()
@@ -1137,8 +1140,8 @@ def _normalise_arrow(arrays: dict[str, pa.Array], fields: list[Field], index: pd
             typed[f"_raw_{f.name}"] = None
             parsed[f"_raw_{f.name}"] = bad.astype("str")
     typed["_row"] = pa.array(np.asarray(index, dtype=np.int64) + 2)
-    return pd.DataFrame({name: parsed[name] if array is None else _pandas_array(array) for name, array in typed.items()},
-                        index=index, copy=False)
+    columns = {name: parsed[name] if array is None else _pandas_array(array) for name, array in typed.items()}
+    return pd.DataFrame(columns, index=index, copy=False)
 
 
 def _pandas_array(array: pa.Array):  # noqa: ANN202 - a numpy or pandas extension array

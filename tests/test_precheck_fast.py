@@ -194,14 +194,16 @@ def test_the_refusals_of_plain_sheets_are_the_exact_ones():
 
 CLEAN_PIECES = [cell("A1"), cell("B2"), cell("CB9"), b'<c r="C3" t="s"><v>7</v></c>', b'<c r="A9"><f>1</f><v>1</v></c>',
                 b'<c r="D4" s="2"/>', b" ", b'"s"', b"<v>1</v>"]
-ODD_PIECES = [b"<c>", b"<c/>", b'<c s="1" r="A1">', b"<c\n", b"<c", b"<color/>", b"<col/>", b"</c>", b"<f>1</f></c>",
-              b"<f/></c>", b"<f/>", b"</f>", b"</x:f></x:c>", b" r='A1'", b" r='CC1'", b'\tr="A1"', b'\nR="CC1"', b' R="B1"',
-              b' r = "Z9"', b' r= "CC1"', b' r ="CC1"', b' R="CC1"', b' r="a1"', b' r="Cc1"', b' r="CC1"', b' r="CB50001"', b' r="A050001"',
-              b' r="XFD1048576"', b' r="60000"', b' r="CC1\'', b":row ", b"<x:row ", b'<x:row r="2">', b"<x:c ",
-              b":sheetData", b"<sheetData>", b"</sheetData>", b"<!DOCTYPE x>", b"<!entity", b"<!-- c -->", b"<!",
-              b'<row r="1">', b'<row r="50001">', b'<row r="0050001">', b"<row>", b"<row/>", b"</row>", b"<rowBreaks/>",
-              b'<dimension ref="A1:C3"/>', b'<dimension ref="A1:XFD1"/>', b'<dimension ref="A1:CB50000"/>', b"'s'",
-              b"\x00", b"\xff\xfe", b">", b"<", b"r", b'="', b"1", b"A"]
+ODD_PIECES = [
+    b'<c>', b'<c/>', b'<c s="1" r="A1">', b'<c\n', b'<c', b'<color/>', b'<col/>', b'</c>', b'<f>1</f></c>',
+    b'<f/></c>', b'<f/>', b'</f>', b'</x:f></x:c>', b" r='A1'", b" r='CC1'", b'\tr="A1"', b'\nR="CC1"', b' R="B1"',
+    b' r = "Z9"', b' r= "CC1"', b' r ="CC1"', b' R="CC1"', b' r="a1"', b' r="Cc1"', b' r="CC1"', b' r="CB50001"',
+    b' r="A050001"', b' r="XFD1048576"', b' r="60000"', b' r="CC1\'', b':row ', b'<x:row ', b'<x:row r="2">',
+    b'<x:c ', b':sheetData', b'<sheetData>', b'</sheetData>', b'<!DOCTYPE x>', b'<!entity', b'<!-- c -->', b'<!',
+    b'<row r="1">', b'<row r="50001">', b'<row r="0050001">', b'<row>', b'<row/>', b'</row>', b'<rowBreaks/>',
+    b'<dimension ref="A1:C3"/>', b'<dimension ref="A1:XFD1"/>', b'<dimension ref="A1:CB50000"/>', b"'s'", b'\x00',
+    b'\xff\xfe', b'>', b'<', b'r', b'="', b'1', b'A',
+]
 
 
 def random_sheet(rng: random.Random) -> bytes:
