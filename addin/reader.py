@@ -10,8 +10,11 @@ Reading happens in three steps:
    (see ``security.md``): signature, entry count, declared sizes and compression ratios, paths,
    DTDs, and the used range of each sheet to be parsed.  A hostile or broken file is refused
    with a :class:`WorkbookError` a care manager can act on.  A sheet reaching cell XFD1048576
-   aborts calamine's whole process, so this step is not optional.
-2. python-calamine (Rust) reads the cell values of the Log, Actions and Site sheets.
+   aborts calamine's whole process, so this step is not optional.  A plain sheet (as Excel and
+   every library write one) is told apart by one RE2 pass; only other sheets get the exact checks.
+2. fastexcel (Rust, calamine inside) reads the cell values of the Log, Actions and Site sheets;
+   python-calamine reads what fastexcel cannot give exactly as calamine does (mixed columns, a
+   header below row 1, a Site sheet with booleans or times...).
 3. Each sheet's header row is found (labels or field names, any case and spacing, within the
    first few rows), columns are mapped by header, blank rows are dropped (``_row`` stays the
    real Excel row) and every value is normalised once to its contract type: dates to
@@ -881,7 +884,8 @@ def _sheet_rows(workbook: CalamineWorkbook, sheet: str) -> list[list]:
 
 
 class _Books:
-    """The parsers of one workbook, each opened on first use: fastexcel for the tables, calamine otherwise."""
+    """The parsers of one workbook, each opened on first use: fastexcel for the tables and the Site sheet, calamine
+    for what fastexcel cannot read as calamine does."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
