@@ -436,8 +436,8 @@ logger = logging.getLogger(__name__)
 # script again on start (multiprocessing's "fixup" of __main__; preloading "__main__" itself does
 # not work in Python 3.11), and for `nearmiss serve` that script imports the whole CLI, openpyxl
 # included, which cost about a sixth of each upload's CPU time.  With it preloaded the re-run finds
-# every import done.
-PRELOAD = ["server.cli", "addin.reader", "addin.validate", "server.ingest"]
+# every import done.  server.reader_warmup reads one small log, so workers start warm.
+PRELOAD = ["server.cli", "addin.reader", "addin.validate", "server.ingest", "server.reader_warmup"]
 _CRASHED = ("The workbook could not be read: reading it stopped the reader (the file may be damaged or "
             "built to harm). Open it in Excel, save it again and send the new copy; if that fails, "
             "ask your administrator.")

@@ -159,3 +159,17 @@ def test_demo_loads_sites_through_the_upload_path(app: Flask, client: FlaskClien
         revoked = session.scalars(select(AuditEvent.what).where(AuditEvent.action == "token.revoke")).all()
         assert len(revoked) == len(result.tokens)  # each old demo token's revocation is in the audit log
         assert session.scalar(select(Submission).where(Submission.is_current.is_(True))) is not None
+
+
+def test_the_reader_fork_server_preloads_and_warms_up_without_error() -> None:
+    """Every module the workers' fork server preloads imports cleanly; the warm-up reads its log and
+    freezes what it made (a failure there would only be logged, so it is looked for here)."""
+    import subprocess
+    import sys
+
+    code = ("import gc, logging, sys; logging.basicConfig(level=logging.ERROR); "
+            f"[__import__(m) for m in {ingest.PRELOAD!r}]; print(gc.get_freeze_count())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "warming up the reader workers failed" not in done.stderr, done.stderr
+    assert int(done.stdout.strip()) > 10_000  # pandas, pyarrow and the reader's objects, kept out of the collector
