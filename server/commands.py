@@ -73,6 +73,12 @@ def serve_command(host: str, port: int, demo: bool, threads: int) -> None:
     purged = purge_configured(app, who="system:retention")
     if purged is not None:
         click.echo(f"nearmiss: {purged.summary()}")
+    from .config import isolation
+    from .ingest import start_reader_server
+
+    if isolation(app) is not None:
+        start_reader_server()
+        click.echo("nearmiss: reader workers' fork server started (it warms up in the background)")
     url = f"http://{host}:{port}/"
     if demo:
         from .demo import load_demo

@@ -461,12 +461,27 @@ def run_isolated(fn: Any, *args: Any, isolation: Isolation) -> Any:
         slots.release()
 
 
-def _run_worker(fn: Any, args: tuple, isolation: Isolation) -> Any:
+def _reader_context():  # noqa: ANN202 - a multiprocessing context
     import multiprocessing
-    import time
 
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+def start_reader_server() -> None:
+    """Start the reader workers' fork server now, so it has preloaded and warmed up (a few seconds)
+    before the first upload rather than during it.  It starts on first use anyway."""
+    from multiprocessing import forkserver
+
+    _reader_context()
+    forkserver.ensure_running()
+
+
+def _run_worker(fn: Any, args: tuple, isolation: Isolation) -> Any:
+    import time
+
+    context = _reader_context()
     receiver, sender = context.Pipe(duplex=False)
     worker = context.Process(target=_worker, args=(sender, fn, args, isolation.memory_mb), daemon=True,
                              name="nearmiss-reader")
