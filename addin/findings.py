@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from workbook_templates.rules import RULES_BY_ID
@@ -20,11 +20,10 @@ class Finding:
 
     def to_dict(self) -> dict:
         """JSON form: the ref is named incident_ref or action_ref by the sheet it is on."""
-        out = asdict(self)
-        ref = out.pop("ref")
         key = "action_ref" if self.sheet == "Actions" else "incident_ref"
-        out[key] = ref
-        return out
+        # Spelled out, not dataclasses.asdict (which deep-copies every field): an upload answers with hundreds.
+        return {"file": self.file, "sheet": self.sheet, "cell": self.cell, "rule": self.rule,
+                "severity": self.severity, "message": self.message, key: self.ref}
 
 
 def make_finding(rule_id: str, *, file: str = "", sheet: str = "", cell: str = "", ref: str = "",

@@ -241,3 +241,16 @@ def test_arrow_helpers_of_the_table_fast_path_give_what_the_plain_arrow_calls_gi
     expected = pa.table(arrays).to_pandas(types_mapper=reader._ARROW_PANDAS_TYPES.get).set_axis(index)
     got = pd.DataFrame({name: reader._pandas_array(array) for name, array in arrays.items()}, index=index)
     pd.testing.assert_frame_equal(got, expected, check_exact=True, check_column_type=True, check_index_type=True)
+
+
+def test_finding_to_dict_is_every_field_with_the_ref_named_by_its_sheet() -> None:
+    import dataclasses
+
+    from addin.findings import Finding
+
+    for sheet, key in (("Actions", "action_ref"), ("Log", "incident_ref"), ("", "incident_ref")):
+        finding = Finding("a.xlsx", sheet, "B7", "R-1", "NM022", "error", "Fill it in.")
+        expected = dataclasses.asdict(finding)
+        expected[key] = expected.pop("ref")
+        assert finding.to_dict() == expected
+        assert list(finding.to_dict()) == list(expected)  # the same key order in the JSON answers
