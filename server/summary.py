@@ -52,6 +52,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import orjson
 import pandas as pd
 from flask import Flask, current_app
 from sqlalchemy import func, select
@@ -400,8 +401,17 @@ def get_summary_json(session: Session, scope: Scope, *, today: dt.date, first: p
     """:func:`get_summary` and its JSON text, cached with it: a summary of 200 sites is megabytes of JSON."""
     entry = _cached(session, scope, today=today, first=first, last=last, app=app)
     if entry.json is None:
-        entry.json = (app or current_app).json.dumps(entry.summary)  # (two threads may both do it: same text)
+        entry.json = summary_json(entry.summary, app or current_app)  # (two threads may both do it: same text)
     return entry.summary, entry.json
+
+
+def summary_json(summary: Mapping[str, Any], app: Flask) -> str:
+    """The summary as JSON text, keys sorted as Flask sorts them: by orjson (7 MB for 100 sites in ~20 ms
+    instead of ~200 ms), or by Flask's own encoder for anything orjson refuses (a huge int, a non-text key)."""
+    try:
+        return orjson.dumps(summary, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return app.json.dumps(summary)
 
 
 @dataclass

@@ -206,3 +206,19 @@ def test_summary_cache_follows_new_uploads(app: Flask, client: FlaskClient, work
     four = client.get(f"/api/v1/summary?from={FROM}&to={TO}", headers=lead).json
     assert four["submissions"]["OAK"]["submission_id"] == second["submission_id"]
     assert four["reports"]["total"] == len(workbooks.records("OAK", 2).incidents)
+
+
+def test_the_summary_json_is_what_flask_would_write(app: Flask, client: FlaskClient, uploaded: dict) -> None:
+    """orjson writes the summary: the same document as Flask's encoder, keys in the same order."""
+    from server.summary import summary_json
+
+    response = client.get(f"/api/v1/summary?area=North&from={FROM}&to={TO}", headers=bearer(uploaded["north"]))
+    served = response.get_data(as_text=True)
+    document = json.loads(served)
+    with app.app_context():
+        flask_text = app.json.dumps(document)
+        assert json.loads(flask_text) == document
+        assert json.dumps(json.loads(served)) == json.dumps(json.loads(flask_text))  # same key order
+        # What orjson refuses goes to Flask's encoder instead of failing the request.
+        assert json.loads(summary_json({"big": 2**70, "b": 1}, app)) == {"big": 2**70, "b": 1}
+        assert summary_json({"b": [1.5, None], "a": "é"}, app) == '{"a":"é","b":[1.5,null]}'
