@@ -39,7 +39,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,7 +49,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
 from sites import OUTPUT, data_end, ensure_sites, setting_of, site_code  # noqa: E402
-from tests.server.live import free_port, multipart, nearmiss_cmd  # noqa: E402 - the tests' loopback helpers
+from tests.server.live import free_port, http_bytes, multipart, nearmiss_cmd  # noqa: E402 - the tests' loopback helpers
 
 NAIVE = r"""
 import sys, time, pandas as pd
@@ -226,19 +225,6 @@ class Sampler(threading.Thread):
         return self.peak
 
 
-def http(method: str, url: str, *, token: str, body: bytes | None = None, content_type: str | None = None,
-         timeout: float = 300) -> tuple[int, bytes]:
-    assert url.startswith("http://127.0.0.1:"), "loopback only"
-    request = urllib.request.Request(url, data=body, method=method, headers={"Authorization": f"Bearer {token}"})
-    if content_type:
-        request.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
 class Server:
     """``nearmiss serve`` on 127.0.0.1 with a temporary instance; sites and tokens made with ``nearmiss admin``."""
 
@@ -296,7 +282,7 @@ class Server:
 
         def send(path: Path) -> int:
             body, content_type = multipart(path.read_bytes(), path.name)
-            status, payload = http("POST", f"{self.url}/api/v1/submissions", token=self.tokens[path.stem],
+            status, payload = http_bytes("POST", f"{self.url}/api/v1/submissions", token=self.tokens[path.stem],
                                    body=body, content_type=content_type)
             if status not in (200, 201):
                 raise RuntimeError(f"upload of {path.name}: HTTP {status} {payload[:300]!r}")
@@ -324,7 +310,7 @@ class Server:
 
     def summary(self, first: str, last: str) -> tuple[float, int]:
         start = time.perf_counter()
-        status, body = http("GET", f"{self.url}/api/v1/summary?from={first}&to={last}",
+        status, body = http_bytes("GET", f"{self.url}/api/v1/summary?from={first}&to={last}",
                             token=self.tokens["_area_lead"])
         wall = time.perf_counter() - start
         if status != 200:

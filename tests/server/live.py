@@ -144,17 +144,25 @@ def multipart(data: bytes, name: str) -> tuple[bytes, str]:
     return body.getvalue(), f"multipart/form-data; boundary={boundary}"
 
 
-def http(method: str, url: str, *, token: str, body: bytes | None = None, content_type: str | None = None,
-         timeout: float = 120) -> tuple[int, dict]:
+def http_bytes(method: str, url: str, *, token: str, body: bytes | None = None, content_type: str | None = None,
+               timeout: float = 120) -> tuple[int, bytes]:
+    """One request to the loopback server with a bearer token: the status and the body as sent."""
     assert url.startswith("http://127.0.0.1:"), "loopback only"
     request = urllib.request.Request(url, data=body, method=method, headers={"Authorization": f"Bearer {token}"})
     if content_type:
         request.add_header("Content-Type", content_type)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
+            return response.status, response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        return exc.code, exc.read()
+
+
+def http(method: str, url: str, *, token: str, body: bytes | None = None, content_type: str | None = None,
+         timeout: float = 120) -> tuple[int, dict]:
+    """:func:`http_bytes` with the body read as JSON."""
+    status, raw = http_bytes(method, url, token=token, body=body, content_type=content_type, timeout=timeout)
+    return status, json.loads(raw or b"{}")
 
 
 def upload(server: LiveServer, token: str, data: bytes, name: str, timeout: float = 120) -> tuple[int, dict]:

@@ -308,20 +308,21 @@ def html_renamed(base: bytes, tmp: Path) -> bytes:
     return b"<html><body><table><tr><td>Incident ref</td></tr><tr><td>OAK-1</td></tr></table></body></html>"
 
 
-def word_renamed(base: bytes, tmp: Path) -> bytes:
+def _zip_of(parts: dict[str, str]) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as zf:
-        zf.writestr("[Content_Types].xml", "<Types/>")
-        zf.writestr("word/document.xml", "<document/>")
+        for name, text in parts.items():
+            zf.writestr(name, text)
     return out.getvalue()
+
+
+def word_renamed(base: bytes, tmp: Path) -> bytes:
+    return _zip_of({"[Content_Types].xml": "<Types/>", "word/document.xml": "<document/>"})
 
 
 def ods_renamed(base: bytes, tmp: Path) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as zf:
-        zf.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
-        zf.writestr("content.xml", "<office:document-content/>")
-    return out.getvalue()
+    return _zip_of({"mimetype": "application/vnd.oasis.opendocument.spreadsheet",
+                    "content.xml": "<office:document-content/>"})
 
 
 def not_a_log(base: bytes, tmp: Path) -> bytes:
