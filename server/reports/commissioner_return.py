@@ -77,7 +77,7 @@ from workbook_templates.text_safety import write_text
 from . import suppression as S
 from .xlsx import (
     FOOTER_COUNTS_ONLY, column_pixels, formats, new_workbook, page_breaks, page_capacity_points, page_setup,
-    plain_signal, text_lines, write_value,
+    plain_signal, stripped_text, text_lines, write_value,
 )
 
 SPC_MONTHS = 24  # months of history behind each SPC signal, ending with the period's last month
@@ -195,12 +195,6 @@ def _dates(values: pd.Series) -> pd.Series:
     return s
 
 
-def _text(values: pd.Series) -> pd.Series:
-    """Stripped text with "" for missing values."""
-    s = values.astype(object)
-    return s.where(s.notna(), "").astype(str).str.strip()
-
-
 def _col(frame: pd.DataFrame, name: str) -> pd.Series:
     return frame[name] if name in frame.columns else pd.Series([None] * len(frame), index=frame.index, dtype=object)
 
@@ -217,7 +211,7 @@ def _labelled(codes: pd.Series, list_name: str, allowed: list[str] | None = None
     """Each code as its row label; anything outside ``allowed`` (default: the list) as OTHER."""
     allowed = allowed if allowed is not None else list(CODE_LISTS[list_name])
     words = {c: _meaning(list_name, c) for c in allowed}
-    return _text(codes).map(lambda c: words.get(c, OTHER))
+    return stripped_text(codes).map(lambda c: words.get(c, OTHER))
 
 
 def _crosstab(rows: pd.Series, cols: pd.Series, row_order: list[str], col_order: list[str], *,
@@ -236,7 +230,7 @@ def _crosstab(rows: pd.Series, cols: pd.Series, row_order: list[str], col_order:
 
 def _event_column(event: pd.Series, harm: pd.Series | None) -> pd.Series:
     """Column of each report: "Near misses", the incident's harm, or "Type not recorded"."""
-    event = _text(event)
+    event = stripped_text(event)
     out = pd.Series("Type not recorded", index=event.index, dtype=object)
     out[event == "near_miss"] = "Near misses"
     if harm is None:
@@ -244,7 +238,7 @@ def _event_column(event: pd.Series, harm: pd.Series | None) -> pd.Series:
     else:
         harm_words = {code: HARM_COLUMNS[code] for code in CODE_LISTS["physical_harm"]}
         inc = event == "incident"
-        out[inc] = _text(harm)[inc].map(lambda h: harm_words.get(h, "Harm not recorded"))
+        out[inc] = stripped_text(harm)[inc].map(lambda h: harm_words.get(h, "Harm not recorded"))
     return out
 
 
@@ -287,7 +281,7 @@ def _date_word(d: pd.Timestamp | dt.date) -> str:
 
 
 def _commissioner_names(sites: pd.DataFrame) -> list[str]:
-    return list(dict.fromkeys(" ".join(p.split()) for text in _text(_col(sites, "commissioners"))
+    return list(dict.fromkeys(" ".join(p.split()) for text in stripped_text(_col(sites, "commissioners"))
                               for p in text.split(",") if p.strip()))
 
 
@@ -305,7 +299,7 @@ def select_sites(sites: pd.DataFrame, commissioner: str | None) -> pd.DataFrame:
     if commissioner is None:
         return sites
     want = " ".join(commissioner.split()).casefold()
-    lists = _text(_col(sites, "commissioners")).map(
+    lists = stripped_text(_col(sites, "commissioners")).map(
         lambda text: {" ".join(part.split()).casefold() for part in text.split(",") if part.strip()})
     chosen = sites[lists.map(lambda names: want in names).to_numpy(dtype=bool)]
     if chosen.empty:
@@ -336,9 +330,9 @@ def build_return(incidents: pd.DataFrame, actions: pd.DataFrame, exposure: pd.Da
     if suppress_below is not None:
         S.check_threshold(suppress_below)
     chosen = select_sites(sites, commissioner).copy()
-    chosen["site_code"] = _text(chosen["site_code"])
+    chosen["site_code"] = stripped_text(chosen["site_code"])
     codes = list(dict.fromkeys(chosen["site_code"]))
-    settings = dict(zip(chosen["site_code"], _text(_col(chosen, "setting"))))
+    settings = dict(zip(chosen["site_code"], stripped_text(_col(chosen, "setting"))))
 
     def mine(frame: pd.DataFrame | None, kind: str) -> pd.DataFrame:
         if frame is None:
@@ -347,7 +341,7 @@ def build_return(incidents: pd.DataFrame, actions: pd.DataFrame, exposure: pd.Da
             raise ValueError(f"the {kind} frame needs a site_code column")
         if not len(frame):
             return frame.copy() if "site_code" in frame.columns else frame.assign(site_code=pd.Series(dtype=object))
-        return frame[_text(frame["site_code"]).isin(codes).to_numpy()].reset_index(drop=True)
+        return frame[stripped_text(frame["site_code"]).isin(codes).to_numpy()].reset_index(drop=True)
 
     inc, act, expo = mine(incidents, "incidents"), mine(actions, "actions"), mine(exposure, "exposure")
     in_p = inc[period.contains(_col(inc, "occurred_at"))]
@@ -367,9 +361,9 @@ def build_return(incidents: pd.DataFrame, actions: pd.DataFrame, exposure: pd.Da
              "(LFPSE grading).")
 
     # 2. falls
-    cat = _text(_col(in_p, "category"))
-    event = _text(_col(in_p, "event_type"))
-    harm = _text(_col(in_p, "physical_harm"))
+    cat = stripped_text(_col(in_p, "category"))
+    event = stripped_text(_col(in_p, "event_type"))
+    harm = stripped_text(_col(in_p, "physical_harm"))
     falls = cat == "falls"
     falls_table = _single({"All falls reported (near misses and incidents)": int(falls.sum()),
                            "Falls with physical harm (low harm or worse)":
@@ -391,10 +385,10 @@ def build_return(incidents: pd.DataFrame, actions: pd.DataFrame, exposure: pd.Da
 
     # 4. new pressure ulcers by grade
     ulcers = in_p[((cat == "pressure_care") & (event == "incident")
-                   & (_text(_col(in_p, "subcategory")) == "new_pressure_ulcer")).to_numpy()]
+                   & (stripped_text(_col(in_p, "subcategory")) == "new_pressure_ulcer")).to_numpy()]
     grades = list(CODE_LISTS["pressure_ulcer_grade"])
     grade_words = {g: _meaning("pressure_ulcer_grade", g) for g in grades}
-    grade_col = _text(_col(ulcers, "pressure_ulcer_grade")).map(lambda g: grade_words.get(g, "Grade not recorded"))
+    grade_col = stripped_text(_col(ulcers, "pressure_ulcer_grade")).map(lambda g: grade_words.get(g, "Grade not recorded"))
     grade_rows = [*grade_words.values(), "Grade not recorded"]
     ulcer_table = _crosstab(grade_col, pd.Series("New pressure ulcers", index=ulcers.index, dtype=object),
                             grade_rows, ["New pressure ulcers"], keep_rows=grade_rows,
@@ -409,7 +403,7 @@ def build_return(incidents: pd.DataFrame, actions: pd.DataFrame, exposure: pd.Da
         "Safeguarding concerns raised with the local authority": int(period.contains(
             _col(inc, "safeguarding_referral_date")).sum()),
         "Notifications to the commissioner": int(period.contains(_col(inc, "commissioner_notified_date")).sum()),
-        "RIDDOR reports (reportable to HSE)": int((_text(_col(in_p, "riddor_reportable")) == "yes").sum()),
+        "RIDDOR reports (reportable to HSE)": int((stripped_text(_col(in_p, "riddor_reportable")) == "yes").sum()),
         "Deaths of people using the service": int(((cat == "death") | (harm == "fatal")).sum()),
     }, "Count", "Safeguarding, notifications and reports")
     tables["notifications"] = ReturnTable(
@@ -424,10 +418,10 @@ def build_return(incidents: pd.DataFrame, actions: pd.DataFrame, exposure: pd.Da
     reg_words = dict(zip(regs, reg_rows))
 
     def reg_label(codes: pd.Series) -> pd.Series:
-        return _text(codes).map(lambda c: reg_words.get(c, "Regulation not recorded"))
+        return stripped_text(codes).map(lambda c: reg_words.get(c, "Regulation not recorded"))
 
     notified = inc[period.contains(_col(inc, "cqc_notified_date"))]
-    pending = in_p[(_text(_col(in_p, "cqc_notification")).isin(regs)
+    pending = in_p[(stripped_text(_col(in_p, "cqc_notification")).isin(regs)
                     & _dates(_col(in_p, "cqc_notified_date")).isna()).to_numpy()]
     col_made, col_pending = "Notified in the period", "Notifiable, no date recorded"
     cqc = pd.concat([
@@ -446,7 +440,7 @@ def build_return(incidents: pd.DataFrame, actions: pd.DataFrame, exposure: pd.Da
     visit_sites = [c for c in codes if settings.get(c) in VISIT_SETTINGS]
     visit_codes = [c for c, owner in _subcategories() if owner == "missed_or_late_visit"]
     if visit_sites:
-        visits = in_p[(_text(_col(in_p, "site_code")).isin(visit_sites) & (cat == "missed_or_late_visit")).to_numpy()]
+        visits = in_p[(stripped_text(_col(in_p, "site_code")).isin(visit_sites) & (cat == "missed_or_late_visit")).to_numpy()]
         visit_rows = [_meaning("subcategory", c) for c in visit_codes] + [OTHER]
         visit_table = _crosstab(_labelled(_col(visits, "subcategory"), "subcategory", visit_codes),
                                 pd.Series("Reports", index=visits.index, dtype=object), visit_rows, ["Reports"],
@@ -473,8 +467,8 @@ def build_return(incidents: pd.DataFrame, actions: pd.DataFrame, exposure: pd.Da
 
     # 11. learning themes
     closed = inc[(period.contains(_col(inc, "closed_date"))
-                  & (_text(_col(inc, "status")) == "closed")).to_numpy()]
-    theme = _text(_col(closed, "learning_theme")).str.lower()
+                  & (stripped_text(_col(inc, "status")) == "closed")).to_numpy()]
+    theme = stripped_text(_col(closed, "learning_theme")).str.lower()
     theme = theme.map(lambda s: " ".join(s.split()))
     counts = theme[theme != ""].value_counts()
     counts = counts.sort_index().sort_values(ascending=False, kind="stable")
@@ -554,7 +548,7 @@ def _rates_table(in_p: pd.DataFrame, expo: pd.DataFrame, codes: list[str], setti
         notes.append("Exposure not recorded for " + "; ".join(f"{s}: {', '.join(m)}" for s, m in gaps.items())
                      + ". Those months are left out of the rates (counts and exposure alike).")
     units = {c: EXPOSURE_UNIT_BY_SETTING[s] for c, s in known.items()}
-    site_of = _text(_col(in_p, "site_code"))
+    site_of = stripped_text(_col(in_p, "site_code"))
     month_of = _dates(_col(in_p, "occurred_at")).dt.to_period("M").dt.to_timestamp()
     pair = pd.MultiIndex.from_arrays([site_of, month_of])
     counted = pd.Series(pair.isin(mat.index[has]), index=in_p.index) if len(in_p) else pd.Series(dtype=bool)
@@ -569,14 +563,14 @@ def _rates_table(in_p: pd.DataFrame, expo: pd.DataFrame, codes: list[str], setti
         for measure in (m for m in M.MEASURES if m.exposure_rate):
             mask = group_rows.copy()
             for name, allowed in measure.where.items():
-                mask &= _text(_col(in_p, name)).isin(allowed)
+                mask &= stripped_text(_col(in_p, name)).isin(allowed)
             rows.append({"Measure": measure.label[:1].upper() + measure.label[1:], "unit": unit,
                          "Count": int(mask.sum()), "Exposure": exposure_total})
     visit_total = _visits(expo, visit_sites, period, today)
     if visit_total is not None:
         vmonths, vsum = visit_total
         totals["visits"] = vsum
-        mask = (site_of.isin(visit_sites) & (_text(_col(in_p, "category")) == "missed_or_late_visit")
+        mask = (site_of.isin(visit_sites) & (stripped_text(_col(in_p, "category")) == "missed_or_late_visit")
                 & pd.Series(pd.MultiIndex.from_arrays([site_of, month_of]).isin(vmonths), index=in_p.index))
         rows.append({"Measure": "Missed or late visits", "unit": "visits", "Count": int(mask.sum()),
                      "Exposure": vsum})
@@ -602,14 +596,14 @@ def _visits(expo: pd.DataFrame, visit_sites: list[str], period: Period,
     """(site, month) pairs with visits recorded in the period, and the visits summed; None when none."""
     if not visit_sites or "visits" not in expo.columns or not len(expo):
         return None
-    rows = expo[_text(expo["site_code"]).isin(visit_sites).to_numpy()
+    rows = expo[stripped_text(expo["site_code"]).isin(visit_sites).to_numpy()
                 & period.contains(expo["month"]) & (_dates(expo["month"]) <= today).to_numpy()]
     value = pd.to_numeric(rows["visits"], errors="coerce")
     rows = rows[(value > 0).to_numpy()]
     if rows.empty:
         return None
     month = _dates(rows["month"]).dt.to_period("M").dt.to_timestamp()
-    pairs = pd.MultiIndex.from_arrays([_text(rows["site_code"]), month]).unique()
+    pairs = pd.MultiIndex.from_arrays([stripped_text(rows["site_code"]), month]).unique()
     return pairs, float(pd.to_numeric(rows["visits"]).sum())
 
 
@@ -650,11 +644,11 @@ def _spc_table(inc: pd.DataFrame, act: pd.DataFrame, expo: pd.DataFrame, codes: 
 def _header(chosen: pd.DataFrame, codes: list[str], commissioner: str | None, period: Period, expo: pd.DataFrame,
             totals: dict[str, float], today: pd.Timestamp, t: int | None) -> dict[str, str]:
     def joined(column: str) -> str:
-        values = [v for v in dict.fromkeys(_text(_col(chosen, column))) if v]
+        values = [v for v in dict.fromkeys(stripped_text(_col(chosen, column))) if v]
         return "; ".join(values) if values else "Not recorded"
 
     site_words = "; ".join(f"{name} ({code})" if name else code for code, name in
-                           zip(_text(chosen["site_code"]), _text(_col(chosen, "site_name"))))
+                           zip(stripped_text(chosen["site_code"]), stripped_text(_col(chosen, "site_name"))))
     people, people_note = _people_supported(chosen, expo, period, today)
     exposure_words = "; ".join(f"{_fmt_int(v)} {UNIT_WORDS[u]}" for u, v in totals.items()) or "Not recorded"
     if commissioner is None:
@@ -682,10 +676,10 @@ def _people_supported(chosen: pd.DataFrame, expo: pd.DataFrame, period: Period,
     total, from_sheet = 0.0, False
     found = False
     last = min(period.end, today)
-    for code, sheet_value in zip(_text(chosen["site_code"]), _col(chosen, "people_supported")):
+    for code, sheet_value in zip(stripped_text(chosen["site_code"]), _col(chosen, "people_supported")):
         value = None
         if len(expo) and "people_supported" in expo.columns:
-            rows = expo[(_text(expo["site_code"]) == code).to_numpy() & period.contains(expo["month"])
+            rows = expo[(stripped_text(expo["site_code"]) == code).to_numpy() & period.contains(expo["month"])
                         & (_dates(expo["month"]) <= last).to_numpy()]
             figures = pd.to_numeric(rows["people_supported"], errors="coerce")
             rows = rows[figures.notna().to_numpy()]

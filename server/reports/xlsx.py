@@ -109,6 +109,14 @@ def is_blank(value: Any) -> bool:
     return False
 
 
+def stripped_text(values: pd.Series) -> pd.Series:
+    """Stripped text with "" for missing values (in Arrow for the reader's text columns: 200,000 rows in
+    milliseconds, not through a Python object per cell)."""
+    if values.dtype != "str":
+        values = values.astype(object).where(values.notna(), "").astype(str)
+    return values.fillna("").str.strip()
+
+
 def write_value(ws, row: int, col: int, value: Any, cell_format=None) -> None:
     """Write one value with an explicit type; text (any text, from anyone) is always a string.
 
