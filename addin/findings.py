@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
 from workbook_templates.rules import RULES_BY_ID
 
@@ -33,24 +33,6 @@ def make_finding(rule_id: str, *, file: str = "", sheet: str = "", cell: str = "
     message = rule.message.format(label=label or rule.field, value=value)
     return Finding(file=file, sheet=sheet, cell=cell, ref=ref, rule=rule_id, severity=rule.severity,
                    message=message)
-
-
-def finding_maker(rule_id: str, label: str = "") -> Callable[[str, str, str, str, str], Finding]:
-    """``make_finding`` for many findings of one rule and label: ``make(file, sheet, cell, ref, value)``.
-
-    The rule is looked up once and each distinct value's message formatted once.
-    """
-    rule = RULES_BY_ID[rule_id]
-    messages: dict[str, str] = {}
-    label = label or rule.field
-
-    def make(file: str, sheet: str, cell: str, ref: str, value: str) -> Finding:
-        message = messages.get(value)
-        if message is None:
-            message = messages[value] = rule.message.format(label=label, value=value)
-        return Finding(file, sheet, cell, ref, rule_id, rule.severity, message)
-
-    return make
 
 
 def findings_of(rule_id: str, label: str, file: str, sheet: str, cells: Iterable[str], refs: Iterable[str],

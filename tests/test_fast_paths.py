@@ -96,13 +96,14 @@ def test_column_helpers_give_what_pandas_gives():
     pd.testing.assert_series_equal(mapped.astype(float), frame["status"].map({"open": 14, "closed": 60}).astype(float))
 
 
-def test_finding_maker_makes_what_make_finding_makes():
-    from addin.findings import finding_maker, make_finding
+def test_findings_of_makes_what_make_finding_makes():
+    from addin.findings import findings_of, make_finding
 
+    values = ("fall", "12", "fall", "")  # a value twice: its message is formatted once, and still right
     for rule, label in (("NM002", "Category"), ("NM082", ""), ("NM044", "Status")):
-        make = finding_maker(rule, label)
-        for value in ("fall", "12", "fall", ""):
-            assert make("a.xlsx", "Log", "G3", "OAK-1", value) == make_finding(
+        made = findings_of(rule, label, "a.xlsx", "Log", ["G3"] * len(values), ["OAK-1"] * len(values), values)
+        for finding, value in zip(made, values, strict=True):
+            assert finding == make_finding(
                 rule, file="a.xlsx", sheet="Log", cell="G3", ref="OAK-1", label=label, value=value)
 
 
