@@ -432,15 +432,6 @@ def _one_site(*sites: pd.Series) -> bool:
     return all(v.min() == first == v.max() for v in values)
 
 
-def site_keyed(frame: pd.DataFrame, key: pd.Series) -> pd.Series:
-    """``key`` made unique across sites (prefixed with the row's site) when the frames hold many sites."""
-    site = site_of(frame)
-    if site is None:
-        return key
-    prefix = site.reindex(key.index) if not site.index.equals(key.index) else site
-    return prefix.astype("int64").astype("str") + "\x1f" + key
-
-
 # --- reusable judgements ---------------------------------------------------------------------
 
 def suggested_tier(frame: pd.DataFrame) -> pd.Series:
