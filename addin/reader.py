@@ -12,9 +12,9 @@ Reading happens in three steps:
    with a :class:`WorkbookError` a care manager can act on.  A sheet reaching cell XFD1048576
    aborts calamine's whole process, so this step is not optional.  A plain sheet (as Excel and
    every library write one) is told apart by one RE2 pass; only other sheets get the exact checks.
-2. fastexcel (Rust, calamine inside) reads the cell values of the Log, Actions and Site sheets;
-   python-calamine reads what fastexcel cannot give exactly as calamine does (mixed columns, a
-   header below row 1, a Site sheet with booleans or times...).
+2. fastexcel (Rust, calamine inside) reads the cell values of the Log and Actions sheets;
+   python-calamine reads the Site sheet and what fastexcel cannot give exactly as calamine does
+   (mixed columns, a header below row 1...).
 3. Each sheet's header row is found (labels or field names, any case and spacing, within the
    first few rows), columns are mapped by header, blank rows are dropped (``_row`` stays the
    real Excel row) and every value is normalised once to its contract type: dates to
@@ -810,7 +810,7 @@ def read_workbook(source: str | Path | bytes | bytearray | BinaryIO, *, name: st
 
         actual = present[SITE_SHEET]
         if actual is not None:
-            grid = _site_grid(books, actual)
+            grid = _sheet_rows(books.calamine(), actual)
             site, site_layout, exposure, exposure_layout, findings = _read_site(grid, actual, file)
             findings += _site_formula_findings(report.formulas_without_value.get(actual, []), site_layout,
                                                exposure_layout, file)
@@ -884,8 +884,8 @@ def _sheet_rows(workbook: CalamineWorkbook, sheet: str) -> list[list]:
 
 
 class _Books:
-    """The parsers of one workbook, each opened on first use: fastexcel for the tables and the Site sheet, calamine
-    for what fastexcel cannot read as calamine does."""
+    """The parsers of one workbook, each opened on first use: fastexcel for the tables, calamine for the Site
+    sheet and for what fastexcel cannot read as calamine does."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -901,9 +901,6 @@ class _Books:
                                     "again.") from exc
         return self._fast
 
-    def fast_if_open(self):  # noqa: ANN201 - fastexcel.ExcelReader or None
-        return self._fast
-
     def calamine(self) -> CalamineWorkbook:
         if self._calamine is None:
             try:
@@ -917,77 +914,6 @@ class _Books:
         if self._calamine is not None:
             self._calamine.close()
         self._fast = self._calamine = None
-
-
-def _site_grid(books: _Books, sheet: str) -> list[list]:
-    """The Site sheet's cells as calamine's ``to_python`` gives them.
-
-    Read by fastexcel when it is open already (for the tables) and the sheet holds only text,
-    numbers and dates; otherwise by calamine (opening a second parser costs more than the sheet).
-    """
-    fast = books.fast_if_open()
-    grid = _fast_grid(fast, sheet) if fast is not None else None
-    return grid if grid is not None else _sheet_rows(books.calamine(), sheet)
-
-
-# What a load of a sheet as durations says of each cell that is not a date, and what a load as floats
-# says of each date (its serial number: calamine's to_python gives a date for a whole serial).
-_CELL_KIND = re.compile(r"Expected duration but got '(\w+)\(")
-_DATE_SERIAL = re.compile(r"Expected float but got 'DateTime\(ExcelDateTime \{ value: ([0-9.e+-]+), "
-                          r"datetime_type: DateTime, is_1904: false \}\)'")
-_FIRST_PLAIN_SERIAL = 61  # 1 March 1900: before it, Excel's leap-year bug (calamine shifts those by a day)
-_LAST_SERIAL = 2_958_465  # 31 December 9999, the last date Python has
-_EXCEL_EPOCH_DATE = dt.date(1899, 12, 30)
-_SMALL_SHEET_ROWS = 1_000  # the loads stop there, so a large sheet costs no more than calamine's one read
-
-
-def _fast_grid(fast, sheet: str) -> list[list] | None:  # noqa: ANN001 - fastexcel.ExcelReader
-    """A small sheet's cells from fastexcel, as calamine's ``to_python(skip_empty_area=False)`` gives them.
-
-    fastexcel types whole columns, so the sheet is loaded three times: as durations (each cell
-    that is not a date fails, and the error names its kind), as floats (numbers, and the serial
-    of each date in its error) and as text (strings).  Only text, numbers and whole-day dates
-    from March 1900 are taken; any other cell (a boolean, an error, a time, a 1904 date...), a
-    sheet of more than _SMALL_SHEET_ROWS rows or anything unexpected gives None, and calamine
-    reads the sheet.
-    """
-    try:
-        (dates, kinds, place), (numbers, serials, _), (texts, _, _) = (_load_as(fast, sheet, dtype)
-                                                                        for dtype in ("duration", "float", "string"))
-    except Exception:  # noqa: BLE001 - anything fastexcel cannot do here, calamine does
-        return None
-    if not texts or len(texts[0]) > _SMALL_SHEET_ROWS or place != list(range(place[0], place[0] + len(texts))):
-        return None
-    lead = place[0]  # calamine's grid starts at column A, fastexcel's at the first column with data
-    grid = [[""] * (lead + len(texts)) for _ in texts[0]]
-    by_kind = {"String": texts, "Float": numbers}
-    for (row, col), detail in kinds.items():
-        kind = _CELL_KIND.match(detail)
-        value = by_kind[kind.group(1)][col][row] if kind and kind.group(1) in by_kind else None
-        if value is None:
-            return None
-        grid[row][lead + col] = value
-    for col, column in enumerate(dates):
-        for row in (i for i, value in enumerate(column) if value is not None):
-            serial = _DATE_SERIAL.fullmatch(serials.get((row, col), ""))
-            day = float(serial.group(1)) if serial else 0.0
-            if not (day.is_integer() and _FIRST_PLAIN_SERIAL <= day <= _LAST_SERIAL):
-                return None
-            grid[row][lead + col] = _EXCEL_EPOCH_DATE + dt.timedelta(days=int(day))
-    return grid
-
-
-def _load_as(fast, sheet: str, dtype: str) -> tuple[list[list], dict[tuple[int, int], str], list[int]]:  # noqa: ANN001
-    """Every cell of the sheet as ``dtype``, from row 1.
-
-    Returns the columns as lists, the errors by (row, column) and the columns' places (0 for A).
-    """
-    loaded = fast.load_sheet(sheet, header_row=None, skip_rows=0, n_rows=_SMALL_SHEET_ROWS + 1, dtypes=dtype,
-                             dtype_coercion="coerce")
-    data, errors = loaded.to_arrow_with_errors()
-    return ([column.to_pylist() for column in data.columns],
-            {e.position: e.detail for e in (errors.errors if errors else [])},
-            [c.absolute_index for c in loaded.selected_columns])
 
 
 # Field types whose column the fast path takes as Arrow gives it, by Arrow type; any other pairing

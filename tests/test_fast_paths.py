@@ -107,50 +107,6 @@ def test_findings_of_makes_what_make_finding_makes():
                 rule, file="a.xlsx", sheet="Log", cell="G3", ref="OAK-1", label=label, value=value)
 
 
-def _same_cells(grid: list[list], expected: list[list]) -> bool:
-    """Equal cell by cell, types too (29.0 is not "29", a date is not a datetime)."""
-    return len(grid) == len(expected) and all(
-        len(a) == len(b) and all(type(x) is type(y) and x == y for x, y in zip(a, b)) for a, b in zip(grid, expected))
-
-
-def test_a_small_sheet_read_by_fastexcel_is_what_calamine_gives(tmp_path):
-    """The Site sheet is read by fastexcel (open for the tables) when it can give calamine's cells exactly."""
-    import datetime as dt
-    import io
-
-    import fastexcel
-    from python_calamine import CalamineWorkbook
-
-    from addin import reader
-    from tests.test_reader import write_xlsx
-
-    plain = [["Field", "Value", None, "Month", "Visits"], ["Site code", "OAK", None, dt.date(2026, 1, 1), 12.0],
-             ["People supported", "29", None, dt.date(2026, 2, 1), 2.5], ["Notes", "", None, dt.date(1900, 3, 1), -3],
-             [None, " padded ", None, None, 1e20], ["Rich", "é\u2028x", None, dt.date(9999, 12, 31), None]]
-    books = {
-        "builder": build_workbook(tmp_path / "built.xlsx", make_site(end=DATA_END, seed=2, months=5, flaw_rate=0.3)),
-        "plain": write_xlsx(tmp_path / "plain.xlsx", {"Site": plain}),
-        "from B3": write_xlsx(tmp_path / "b3.xlsx", {"Site": [[], [], [None, "x", 1.0]]}),
-    }
-    odd = {"boolean": True, "time": dt.time(13, 45), "date and time": dt.datetime(2026, 1, 1, 12, 30),
-           "before March 1900": dt.date(1900, 2, 1)}
-    books |= {name: write_xlsx(tmp_path / f"odd{i}.xlsx", {"Site": [*plain, ["Odd", value]]})
-              for i, (name, value) in enumerate(odd.items())}
-    odd["long"] = None  # more rows than a small sheet has: calamine reads it
-    books["long"] = write_xlsx(tmp_path / "long.xlsx", {"Site": [["Row", float(i)] for i in range(1001)]})
-    taken = set()
-    for name, path in books.items():
-        data = path.read_bytes()
-        fast, slow = fastexcel.read_excel(data), CalamineWorkbook.from_filelike(io.BytesIO(data))
-        for sheet in slow.sheet_names:
-            grid = reader._fast_grid(fast, sheet)
-            if grid is not None:
-                assert _same_cells(grid, slow.get_sheet_by_name(sheet).to_python(skip_empty_area=False)), (name, sheet)
-                taken.add((name, sheet))
-    assert {("builder", "Site"), ("plain", "Site"), ("from B3", "Site")} <= taken
-    assert not {(name, "Site") for name in odd} & taken  # calamine reads those
-
-
 def test_the_exposure_frame_of_plain_cells_is_what_normalise_frame_gives():
     """Random exposure tables (plain cells and others): wherever the plain way builds a frame, it is the general one."""
     import datetime as dt
