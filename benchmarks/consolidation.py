@@ -39,7 +39,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -49,7 +48,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
 from sites import OUTPUT, data_end, ensure_sites, setting_of, site_code  # noqa: E402
-from tests.server.live import free_port, http_bytes, multipart, nearmiss_cmd  # noqa: E402 - the tests' loopback helpers
+from tests.server.live import LiveServer, http_bytes, multipart, nearmiss_cmd  # noqa: E402 - the tests' loopback helpers
 
 NAIVE = r"""
 import sys, time, pandas as pd
@@ -233,9 +232,15 @@ class Server:
         self.folder = Path(tempfile.mkdtemp(prefix="nm-bench-server-"))
         self.env = {**os.environ, "NEARMISS_INSTANCE": str(self.folder / "instance"),
                     "NEARMISS_SECURE_COOKIES": "0"}
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
+        self.server: LiveServer | None = None
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def proc(self) -> subprocess.Popen:
+        return self.server.proc
 
     def __enter__(self) -> "Server":
         sites = [[p.stem, setting_of(int(p.stem[1:]))] for p in self.paths]
@@ -246,31 +251,12 @@ class Server:
         self.tokens = json.loads(r["stdout"].strip().splitlines()[-1])
         self.log(f"  (d) {len(sites)} sites and tokens made with `nearmiss admin add-site` "
                  f"in {time.perf_counter() - start:.1f} s")
-        self.stderr = open(self.folder / "serve.log", "wb")
-        self.proc = subprocess.Popen(nearmiss_cmd("serve", "--host", "127.0.0.1", "--port", str(self.port),
-                                                  "--threads", "4"),
-                                     env=self.env, stdout=self.stderr, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-            if self.proc.poll() is not None:
-                break
-        raise RuntimeError(f"nearmiss serve did not start: {(self.folder / 'serve.log').read_text()[-2000:]}")
+        self.server = LiveServer(self.env, self.folder / "serve.log", threads=4).start()  # the tests' own
+        return self
 
     def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.stderr.close()
+        if self.server is not None:
+            self.server.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def upload_all(self, clients: int = 2) -> dict:
