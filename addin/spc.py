@@ -6,8 +6,9 @@ signals a board sees in the NHS-R tooling.  Where this module matches a detail
 of that package, the comment names the R file.
 
 Each rule is a small function over a numpy array so it can be tested alone;
-:func:`xmr` splits a series into rebase segments, computes limits per segment
-and labels every point.
+given a segment id per point it checks many segments (a summary's charts of
+every site) in one pass, never across a segment border.  :func:`xmr` splits a
+series into rebase segments, computes limits per segment and labels every point.
 """
 
 from __future__ import annotations
@@ -77,26 +78,69 @@ def limits(values, screen_outliers: bool = True) -> Limits:
     v = np.asarray(values, dtype=float)
     if v.size == 0:
         raise ValueError("limits() needs at least one value")
-    mean = float(v.mean())
-    if v.size < 2:
-        return Limits(mean, *([float("nan")] * 5))
-    mr = np.abs(np.diff(v))
-    mr_bar = float(mr.mean())
-    if screen_outliers and mr_bar > 0:
-        mr_bar = float(mr[mr < SCREEN_FACTOR * mr_bar].mean())
+    lim = _segment_limits(v, np.array([0]), np.array([v.size]), screen_outliers)
+    return Limits(*(float(column[0]) for column in lim))
+
+
+def _segment_limits(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, screen_outliers: bool) -> Limits:
+    """:func:`limits` of the baselines ``values[start:start + length]`` (each length >= 1), as arrays.
+
+    Baselines of one length are stacked into a matrix and reduced along its rows: numpy sums a
+    row as it sums the same values alone, so every mean is the one ``limits`` of that baseline
+    alone gives, to the last bit.
+    """
+    mean = np.empty(lengths.size)
+    mr_bar = np.full(lengths.size, np.nan)
+    for length in np.unique(lengths):
+        rows = np.flatnonzero(lengths == length)
+        block = values[starts[rows, None] + np.arange(length)]
+        mean[rows] = block.mean(axis=1)
+        if length > 1:
+            mr_bar[rows] = _mr_bar(np.abs(np.diff(block, axis=1)), screen_outliers)
     return Limits(mean, mr_bar, mean - LIMIT * mr_bar, mean + LIMIT * mr_bar,
                   mean - NEAR_LIMIT * mr_bar, mean + NEAR_LIMIT * mr_bar)
 
 
-def _run_spans(mask) -> list[tuple[int, int]]:
-    """(start, stop) of every maximal run of True in a boolean array."""
-    padded = np.concatenate(([0], np.asarray(mask, dtype=int), [0]))
-    edges = np.flatnonzero(np.diff(padded))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+def _mr_bar(mr: np.ndarray, screen_outliers: bool) -> np.ndarray:
+    """MR-bar of each row of moving ranges, screened: the mean of the MRs below 3.267 x their mean.
+
+    A row whose MRs are all 0 is left unscreened (see :func:`limits`); a row that drops some
+    has its kept MRs packed to the front and averaged with the other rows keeping as many.
+    """
+    bar = mr.mean(axis=1)
+    if not screen_outliers:
+        return bar
+    keep = mr < SCREEN_FACTOR * bar[:, None]
+    kept = keep.sum(axis=1)
+    redo = (bar > 0) & (kept < mr.shape[1])
+    if redo.any():
+        packed = np.take_along_axis(mr, np.argsort(~keep, axis=1, kind="stable"), axis=1)
+        for count in np.unique(kept[redo]):
+            rows = redo & (kept == count)
+            bar[rows] = np.ascontiguousarray(packed[rows, :count]).mean(axis=1)
+    return bar
 
 
-def outside_limits(values, lpl: float, upl: float) -> np.ndarray:
-    """True where a value is strictly above ``upl`` or strictly below ``lpl``.
+def _runs(mask: np.ndarray, segment: np.ndarray, min_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Points in runs of True at least ``min_length`` long, and the first point of each such run.
+
+    A run never crosses from one segment (``segment`` ids, one per point) into the next.
+    """
+    first = mask.copy()
+    first[1:] &= ~mask[:-1] | (segment[1:] != segment[:-1])
+    run = np.cumsum(first) - 1  # the run of each True point
+    length = np.bincount(run[mask], minlength=int(first.sum()))
+    in_run = mask.copy()
+    in_run[mask] = length[run[mask]] >= min_length
+    return in_run, first & in_run
+
+
+def _segments_of(values: np.ndarray, segment) -> np.ndarray:
+    return np.zeros(values.size, dtype=np.int64) if segment is None else np.asarray(segment)
+
+
+def outside_limits(values, lpl, upl) -> np.ndarray:
+    """True where a value is strictly above ``upl`` or strictly below ``lpl`` (scalars or one per point).
 
     NaN limits compare False, so nothing is outside them.
     """
@@ -104,183 +148,118 @@ def outside_limits(values, lpl: float, upl: float) -> np.ndarray:
     return (v > upl) | (v < lpl)
 
 
-def trend(values, length: int = RUN_LENGTH) -> tuple[np.ndarray, np.ndarray]:
+def trend(values, length: int = RUN_LENGTH, *, segment=None) -> tuple[np.ndarray, np.ndarray]:
     """Points in a run of ``length`` values each strictly above (below) the last.
 
     Returns ``(mask, direction)``; direction is +1 for a rising trend, -1 for a
     falling one and 0 elsewhere.  An equal value breaks the run.  A turning
     point shared by a rising and a falling trend takes the later trend's
     direction, as NHSRplotthedots ptd_calculate_point_type.R does ("use right
-    side").
+    side").  ``segment`` (an id per point) keeps each trend within its segment.
     """
     v = np.asarray(values, dtype=float)
+    seg = _segments_of(v, segment)
+    steps = np.diff(v)
+    same = seg[1:] == seg[:-1]
     mask = np.zeros(v.size, dtype=bool)
     direction = np.zeros(v.size, dtype=int)
-    steps = np.diff(v)
-    runs = [(start, stop, sign)
-            for sign, rising in ((1, steps > 0), (-1, steps < 0))
-            for start, stop in _run_spans(rising)
-            if stop - start >= length - 1]  # n points make n - 1 steps
-    for start, stop, sign in sorted(runs):   # later runs overwrite a shared point
-        mask[start:stop + 1] = True
-        direction[start:stop + 1] = sign
+    for sign, moving in ((1, (steps > 0) & same), (-1, (steps < 0) & same)):
+        in_run, first = _runs(moving, seg[1:], length - 1)  # n points make n - 1 steps
+        points = np.zeros(v.size, dtype=bool)
+        points[:-1] |= in_run  # step i joins points i and i + 1
+        points[1:] |= in_run
+        starts = np.zeros(v.size, dtype=bool)
+        starts[:-1] = first
+        direction[points & ~mask] = sign
+        direction[points & mask & starts] = sign  # a shared turning point: the run starting there
+        mask |= points
     return mask, direction
 
 
-def two_in_three(values, mean, near_lpl, near_upl, lpl, upl) -> np.ndarray:
+def two_in_three(values, mean, near_lpl, near_upl, lpl, upl, *, segment=None) -> np.ndarray:
     """Close points of any 3 consecutive points on one side with >= 2 close.
 
     "Close" means beyond a near limit but not outside the process limits
     (``near_upl < x <= upl`` or ``lpl <= x < near_lpl``), as ``close_to_limits``
     in NHSRplotthedots ptd_spc_standard.R.  All three points must be strictly
-    on the same side of the mean; only the close ones are flagged
-    (ptd_part_of_two_in_three in ptd_calculate_point_type.R).
+    on the same side of the mean, and in one ``segment``; only the close ones are
+    flagged (ptd_part_of_two_in_three in ptd_calculate_point_type.R).  The mean
+    and limits are scalars or one per point.
     """
     v = np.asarray(values, dtype=float)
     close = ~outside_limits(v, lpl, upl) & ((v > near_upl) | (v < near_lpl))
-    flagged = np.zeros(v.size, dtype=bool)
     if v.size < WINDOW:
-        return flagged
-    side, near = np.sign(v - mean), close.astype(int)
-    if WINDOW == 3:  # the same sums as the sliding windows below, without their overhead (1,600 charts)
-        side_sum = side[:-2] + side[1:-1] + side[2:]
-        close_sum = near[:-2] + near[1:-1] + near[2:]
-    else:
-        side_sum = sliding_window_view(side, WINDOW).sum(axis=1)
-        close_sum = sliding_window_view(near, WINDOW).sum(axis=1)
-    for start in np.flatnonzero((np.abs(side_sum) == WINDOW) & (close_sum >= 2)):
-        flagged[start:start + WINDOW] |= close[start:start + WINDOW]
-    return flagged
+        return np.zeros(v.size, dtype=bool)
+    seg = _segments_of(v, segment)
+    side_sum = sliding_window_view(np.sign(v - mean), WINDOW).sum(axis=1)
+    close_sum = sliding_window_view(close.astype(int), WINDOW).sum(axis=1)
+    window = (seg[:1 - WINDOW] == seg[WINDOW - 1:]) & (np.abs(side_sum) == WINDOW) & (close_sum >= 2)
+    covered = np.zeros(v.size, dtype=bool)
+    for offset in range(WINDOW):  # each point of a qualifying window
+        covered[offset:v.size - WINDOW + 1 + offset] |= window
+    return close & covered
 
 
-def shift(values, mean: float, length: int = RUN_LENGTH) -> np.ndarray:
-    """Points in a run of ``length`` or more strictly on one side of the mean.
+def shift(values, mean, length: int = RUN_LENGTH, *, segment=None) -> np.ndarray:
+    """Points in a run of ``length`` or more strictly on one side of the mean (a scalar or one per point).
 
-    A point exactly on the mean is on neither side, so it breaks the run.
+    A point exactly on the mean is on neither side, so it breaks the run; so does
+    a new ``segment``.
     """
-    side = np.sign(np.asarray(values, dtype=float) - mean)
-    mask = np.zeros(side.size, dtype=bool)
-    for sign in (1, -1):
-        for start, stop in _run_spans(side == sign):
-            if stop - start >= length:
-                mask[start:stop] = True
-    return mask
+    v = np.asarray(values, dtype=float)
+    seg = _segments_of(v, segment)
+    side = np.sign(v - mean)
+    return _runs(side == 1, seg, length)[0] | _runs(side == -1, seg, length)[0]
 
 
-def _segment(values: np.ndarray, screen_outliers, fix_after, improvement) -> dict:
-    """Limits, rule and point type for one rebase segment."""
-    baseline = values if fix_after is None else values[:fix_after]
-    lim = limits(baseline, screen_outliers)
-    out = outside_limits(values, lim.lpl, lim.upl)
-    in_trend, trend_dir = trend(values)
-    close = two_in_three(values, lim.mean, lim.near_lpl, lim.near_upl, lim.lpl, lim.upl)
-    in_shift = shift(values, lim.mean)
+def _chart(values: np.ndarray, bounds: list[int], screen_outliers: bool, fix_after: int | None,
+           improvement: str) -> dict:
+    """Limits, rules and labels of every rebase segment at once (the columns of :func:`xmr`).
+
+    Limits come segment by segment (from each one's first ``fix_after`` points, or all); the
+    rules run once over all points with their segment ids, so runs, trends and windows stay
+    within a segment and a summary's 1,600 charts cost about what one long chart costs.
+    """
+    sizes = np.diff(bounds)
+    kept = sizes[sizes > 0]
+    starts = np.asarray(bounds[:-1])[sizes > 0]
+    baseline = kept if fix_after is None else np.minimum(kept, fix_after)
+    lim = _segment_limits(values, starts, baseline, screen_outliers)
+    per_point = {name: np.repeat(getattr(lim, name), kept) for name in Limits._fields}
+    seg = np.repeat(np.arange(kept.size), kept)
+    mean = per_point["mean"]
+    out = outside_limits(values, per_point["lpl"], per_point["upl"])
+    in_trend, trend_dir = trend(values, segment=seg)
+    close = two_in_three(values, mean, per_point["near_lpl"], per_point["near_upl"], per_point["lpl"],
+                         per_point["upl"], segment=seg)
+    in_shift = shift(values, mean, segment=seg)
     code = np.select([out, in_trend, close, in_shift], [1, 2, 3, 4], default=0)
-    rule = _RULE_NAMES[code]
     # Trend points take the trend's direction; every other flagged point is
     # strictly above or below the mean (ptd_point_type in the R package).
-    direction = np.where(rule == "", 0,
-                         np.where(in_trend & ~out, trend_dir, np.sign(values - lim.mean)))
+    direction = np.where(code == 0, 0, np.where(in_trend & ~out, trend_dir, np.sign(values - mean))).astype(int)
     point_type = _POINT_TYPES[improvement][np.where(code == 0, 0, np.where(direction > 0, 1, 2))]
-    n = values.size
-    columns = {name: np.full(n, getattr(lim, name)) for name in Limits._fields}
-    return {**columns, "point_type": point_type, "rule": rule,
-            "direction": direction.astype(int), "trial": np.full(n, n < TRIAL_POINTS)}
-
-
-def _marked_runs(mask: np.ndarray, segment: np.ndarray, min_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Points in runs of True (within one segment) at least ``min_length`` long, and the runs' first points.
-
-    Runs never cross a segment border: a False is put between segments before the runs are found.
-    """
-    n = mask.size
-    slot = np.arange(n) + segment  # one empty slot before each segment after the first
-    spread = np.zeros(n + (int(segment[-1]) if n else 0), dtype=bool)
-    spread[slot] = mask
-    marked = np.zeros(spread.size + 1, dtype=int)
-    first = np.zeros(spread.size, dtype=bool)
-    for start, stop in _run_spans(spread):
-        if stop - start >= min_length:
-            marked[start] += 1
-            marked[stop] -= 1
-            first[start] = True
-    return np.cumsum(marked)[:-1][slot] > 0, first[slot]
-
-
-def _segments_at_once(values: np.ndarray, bounds: list[int], screen_outliers: bool, improvement: str) -> dict:
-    """``_segment`` of every rebase segment at once (no ``fix_after_n_points``): the same columns.
-
-    Limits come from :func:`limits` segment by segment; the rules run once over all points, with
-    runs, trends and windows kept within their segment, so a summary's 1,600 charts cost about
-    what one long chart costs.
-    """
-    n = values.size
-    sizes = np.diff(bounds)
-    segment = np.repeat(np.arange(sizes.size), sizes)
-    lims = [limits(values[lo:hi], screen_outliers) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
-    kept = sizes[sizes > 0]
-    per_point = {name: np.repeat(np.array([getattr(lim, name) for lim in lims], dtype=float), kept)
-                 for name in Limits._fields}
-    seg_of_point = np.repeat(np.arange(kept.size), kept)  # 0.. over non-empty segments
-    mean, lpl, upl = per_point["mean"], per_point["lpl"], per_point["upl"]
-    out = (values > upl) | (values < lpl)
-    # trend: runs of steps within a segment, RUN_LENGTH points make RUN_LENGTH - 1 steps
-    steps = np.diff(values)
-    same = seg_of_point[1:] == seg_of_point[:-1]
-    trend_mask = np.zeros(n, dtype=bool)
-    trend_dir = np.zeros(n, dtype=int)
-    starts_here = {}
-    for sign, rising in ((1, (steps > 0) & same), (-1, (steps < 0) & same)):
-        step_in, step_first = _marked_runs(rising, seg_of_point[1:], RUN_LENGTH - 1) if n > 1 else (
-            np.zeros(0, dtype=bool), np.zeros(0, dtype=bool))
-        points = np.zeros(n, dtype=bool)
-        points[:-1] |= step_in  # a step i joins points i and i + 1
-        points[1:] |= step_in
-        first = np.zeros(n, dtype=bool)
-        first[:-1] = step_first
-        starts_here[sign] = first
-        trend_mask |= points
-        trend_dir = np.where(points & (trend_dir == 0), sign, trend_dir)
-    # a point shared by a rising and a falling trend takes the later one's (the one starting there)
-    shared = trend_mask & (trend_dir != 0)
-    trend_dir = np.where(shared & starts_here[-1], -1, np.where(shared & starts_here[1], 1, trend_dir))
-    # two in three
-    close = ~out & ((values > per_point["near_upl"]) | (values < per_point["near_lpl"]))
-    side = np.sign(values - mean)
-    close_flag = np.zeros(n, dtype=bool)
-    if n >= WINDOW:
-        whole = seg_of_point[:-2] == seg_of_point[2:]
-        side_sum = side[:-2] + side[1:-1] + side[2:]
-        near = close.astype(int)
-        close_sum = near[:-2] + near[1:-1] + near[2:]
-        for start in np.flatnonzero(whole & (np.abs(side_sum) == WINDOW) & (close_sum >= 2)):
-            close_flag[start:start + WINDOW] |= close[start:start + WINDOW]
-    # shift
-    in_shift = np.zeros(n, dtype=bool)
-    for sign in (1, -1):
-        in_shift |= _marked_runs(side == sign, seg_of_point, RUN_LENGTH)[0]
-    code = np.select([out, trend_mask, close_flag, in_shift], [1, 2, 3, 4], default=0)
-    rule = _RULE_NAMES[code]
-    direction = np.where(rule == "", 0, np.where(trend_mask & ~out, trend_dir, np.sign(values - mean)))
-    point_type = _POINT_TYPES[improvement][np.where(code == 0, 0, np.where(direction > 0, 1, 2))]
-    trial = np.repeat(kept < TRIAL_POINTS, kept)
-    return {**per_point, "point_type": point_type, "rule": rule, "direction": direction.astype(int),
-            "trial": trial, "value": values, "segment": segment}
+    return {**per_point, "point_type": point_type, "rule": _RULE_NAMES[code], "direction": direction,
+            "trial": np.repeat(kept < TRIAL_POINTS, kept), "value": values,
+            "segment": np.repeat(np.arange(sizes.size), sizes)}
 
 
 def _as_array(values) -> tuple[np.ndarray, pd.Index]:
     if np.ndim(values) != 1:
         raise ValueError("values must be one-dimensional (a list, array or Series)")
-    series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
-    try:
-        arr = series.to_numpy(dtype=float, na_value=np.nan)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"values must be numeric: {exc}") from None
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":  # (many charts at once: no object Series)
+        arr, index = values.astype(float, copy=False), None
+    else:
+        series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+        try:
+            arr = series.to_numpy(dtype=float, na_value=np.nan)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"values must be numeric: {exc}") from None
+        index = series.index if isinstance(values, pd.Series) else None
     missing = np.flatnonzero(~np.isfinite(arr))
     if missing.size:
         raise ValueError("values must not be missing or infinite; found at positions "
                          f"{missing[:10].tolist()} -- fill or drop those periods first")
-    return arr, series.index if isinstance(values, pd.Series) else pd.RangeIndex(arr.size)
+    return arr, pd.RangeIndex(arr.size) if index is None else index
 
 
 def _validate_options(n, improvement, screen_outliers, fix_after_n_points, rebase_at) -> list[int]:
@@ -332,25 +311,24 @@ def xmr(values, *, improvement: str = "increase", screen_outliers: bool = True,
     ptd_add_short_group_warnings.R.
     """
     arr, index = _as_array(values)
-    starts = _validate_options(arr.size, improvement, screen_outliers,
-                               fix_after_n_points, rebase_at)
-    bounds = [0, *starts, arr.size]
-    if arr.size and fix_after_n_points is None:  # every segment at once (the same numbers and labels)
-        data = _segments_at_once(arr, bounds, screen_outliers, improvement)
-        data = {c: data[c] for c in _COLUMNS}
-    else:
-        parts = []
-        for seg, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-            if hi > lo:
-                part = _segment(arr[lo:hi], screen_outliers, fix_after_n_points, improvement)
-                part.update(value=arr[lo:hi], segment=np.full(hi - lo, seg))
-                parts.append(part)
-        if not parts:
-            return pd.DataFrame({c: [] for c in _COLUMNS}, index=index)
-        data = {c: np.concatenate([p[c] for p in parts]) for c in _COLUMNS}
-    data["point_type"] = data["point_type"].astype(str)
-    data["rule"] = data["rule"].astype(str)
-    return pd.DataFrame(data, index=index)[_COLUMNS]
+    if not arr.size:
+        _validate_options(0, improvement, screen_outliers, fix_after_n_points, rebase_at)
+        return pd.DataFrame({c: [] for c in _COLUMNS}, index=index)
+    columns = xmr_columns(arr, improvement=improvement, screen_outliers=screen_outliers,
+                          fix_after_n_points=fix_after_n_points, rebase_at=rebase_at)
+    return pd.DataFrame(columns, index=index)
+
+
+def xmr_columns(values, *, improvement: str = "increase", screen_outliers: bool = True,
+                fix_after_n_points: int | None = None, rebase_at=None) -> dict[str, np.ndarray]:
+    """:func:`xmr`'s columns (in its order) as numpy arrays, for at least one value.
+
+    The same numbers and labels without a DataFrame, for a summary's many charts at once.
+    """
+    arr, _ = _as_array(values)
+    starts = _validate_options(arr.size, improvement, screen_outliers, fix_after_n_points, rebase_at)
+    chart = _chart(arr, [0, *starts, arr.size], screen_outliers, fix_after_n_points, improvement)
+    return {c: chart[c] for c in _COLUMNS}
 
 
 def _trailing(flags) -> int:
