@@ -14,6 +14,7 @@ import datetime as dt
 import io
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from sqlalchemy import Select, select
@@ -50,8 +51,10 @@ def typed_columns(data: Mapping[str, list], dtypes: dict[str, str]) -> pd.DataFr
                         columns=list(data))
 
 
-def _typed(values: list, dtype: str) -> pd.Series:
-    """One column of plain Python values (None when missing) as ``dtype``."""
+def _typed(values: list | pa.Array, dtype: str) -> pd.Series:
+    """One column of plain Python values (None when missing), or an Arrow array, as ``dtype``."""
+    if isinstance(values, pa.Array):
+        return _typed_arrow(values, dtype)
     try:
         if dtype == DATE_DTYPE:  # dates (or datetimes) built in Arrow: pandas parses a list of them one by one
             kinds = set(map(type, values)) - {type(None)}
@@ -68,6 +71,21 @@ def _typed(values: list, dtype: str) -> pd.Series:
     if dtype.startswith("datetime64"):
         return pd.to_datetime(col, utc=dtype.endswith("UTC]")).astype(dtype)
     return col.where(col.notna(), None).astype(dtype)
+
+
+# The Arrow types an upload's rows come in (server.ingest.Rows), by the dtype each becomes.
+_ARROW_OF = {DATE_DTYPE: pa.types.is_date32, "Int64": pa.types.is_int64, "float64": pa.types.is_float64,
+             "str": pa.types.is_string}
+
+
+def _typed_arrow(values: pa.Array, dtype: str) -> pd.Series:
+    """An Arrow column of an upload's rows as ``dtype``: what :func:`_typed` gives for its Python values."""
+    if not _ARROW_OF.get(dtype, lambda _: False)(values.type):
+        return _typed(values.to_pylist(), dtype)
+    if dtype == DATE_DTYPE:
+        return pd.Series(values.cast(pa.timestamp("us")).to_numpy(zero_copy_only=False), dtype=DATE_DTYPE)
+    return pd.Series(pd.array(values, dtype=dtype) if dtype != "str" else values.to_pandas(types_mapper={
+        pa.string(): pd.StringDtype("pyarrow", na_value=float("nan"))}.get), dtype=dtype)
 
 
 def _scope(query: Select, *, area: str | None, site: str | None) -> Select:
@@ -132,12 +150,13 @@ def stored_frames(site_code: str, tables: Mapping) -> dict[str, pd.DataFrame] | 
     out = {}
     for table, rows in tables.items():
         names, order, dtypes = _layout(table)
-        excel_rows = rows.columns["excel_row"]
-        if any(r is None for r in excel_rows):
+        excel_rows = rows.arrays["excel_row"]
+        if excel_rows.null_count:
             return None
-        data = {"site_code": [site_code] * len(rows), **{n: rows.columns[n] for n in names}, "_row": excel_rows}
+        data = {"site_code": [site_code] * len(rows), **{n: rows.arrays[n] for n in names}, "_row": excel_rows}
         frame = typed_columns(data, dtypes)[order]
-        if any(a > b for a, b in zip(excel_rows, excel_rows[1:])):
+        steps = np.diff(excel_rows.to_numpy())
+        if (steps < 0).any():
             frame = frame.sort_values("_row", kind="stable", ignore_index=True)
         out[table] = frame
     return out
