@@ -3,8 +3,9 @@
 Pure functions over DataFrames with the contract's field names (see
 ``workbook_templates.records.SiteRecords``).  Everything is vectorised over whole
 frames: rows are placed in (site, month) cells by integer arithmetic on dates and
-counted with ``numpy.bincount``; nothing loops per row.  The only per-series
-loop is the SPC itself (:func:`addin.spc.xmr`), once per measure and site.
+counted with ``numpy.bincount``; nothing loops per row.  The SPC charts every
+site's series of a measure in one :func:`addin.spc.xmr_columns` call, and a summary's
+blocks (the area's, each site's) have their lists made for all sites at once.
 
 Conventions
 -----------
@@ -44,7 +45,7 @@ from workbook_templates.contract import TABLE_SHEETS
 from workbook_templates.records import empty_frame
 
 from . import measures as M
-from .spc import RULE_DESCRIPTIONS, describe_arrays, xmr
+from .spc import RULE_DESCRIPTIONS, describe_arrays, xmr_columns
 
 MISSING = "not_recorded"
 SITE_COL = "site_code"
@@ -721,7 +722,8 @@ class MeasureResult:
     ``spc`` (the :func:`addin.spc.xmr` columns indexed by month, NaN/None rows
     where the value is NaN), ``rate`` (per 1,000 exposure units, or None) and
     ``latest_month``.  The values are kept as arrays and the frames built on
-    demand, so summaries of many sites stay cheap.
+    demand, and ``to_dict``'s lists are made for every site's chart at once
+    (``json_lists``), so summaries of many sites stay cheap.
     """
 
     name: str
@@ -736,7 +738,8 @@ class MeasureResult:
     trial_limits: bool
     rate_values: np.ndarray | None = None
     rate_unit: str | None = None
-    json_lists: dict | None = field(default=None, repr=False)  # to_dict's lists, when worked out for many rows
+    latest_index: int | None = None  # position of the latest month with a value
+    json_lists: dict = field(default_factory=dict, repr=False)  # to_dict's "values", SPC columns and "rate"
 
     @property
     def series(self) -> pd.Series:
@@ -753,13 +756,8 @@ class MeasureResult:
         return pd.Series(self.rate_values, index=self.months, name=f"{self.name}_per_{PER}")
 
     @property
-    def _latest(self) -> int | None:
-        valid = np.flatnonzero(np.isfinite(self.values))
-        return int(valid[-1]) if valid.size else None
-
-    @property
     def latest_month(self) -> pd.Timestamp | None:
-        i = self._latest
+        i = self.latest_index
         return None if i is None else self.months[i]
 
     def to_dict(self) -> dict:
@@ -778,23 +776,24 @@ class MeasureResult:
         special_cause_concern / special_cause_neutral_high / _low; ``rule`` is
         "" for common cause (None where there is no value).
         """
-        i = self._latest
+        i = self.latest_index
         rule = None if i is None else self.chart["rule"][i]
         labels = _month_labels(self.months)  # (cached: one list for every result of a summary)
+        lists = self.json_lists
+        values = list(lists["values"])
         return {
             "name": self.name, "label": self.label, "kind": self.kind, "improvement": self.improvement,
             "signal": self.signal, "latest_month": None if i is None else labels[i],
-            "latest_value": None if i is None else _num(self.values[i]),
+            "latest_value": None if i is None else values[i],
             "latest_point_type": self.latest_point_type,
             "latest_rule": rule or None,
             "latest_rule_description": None if rule is None else RULE_DESCRIPTIONS.get(rule),
-            "trial_limits": bool(self.trial_limits), "points": int(np.isfinite(self.values).sum()),
+            "trial_limits": bool(self.trial_limits), "points": lists["points"],
             "months": labels,
-            "values": list(self.json_lists["values"]) if self.json_lists else _jlist(self.values),
-            "spc": ({c: list(self.json_lists[c]) for c in _SPC_JSON} if self.json_lists
-                    else {c: _jlist(self.chart[c]) for c in _SPC_JSON}),
+            "values": values,
+            "spc": {c: list(lists[c]) for c in _SPC_JSON},
             "rate": None if self.rate_values is None else {"unit": self.rate_unit, "per": PER,
-                                                           "values": _jlist(self.rate_values)},
+                                                           "values": list(lists["rate"])},
         }
 
 
@@ -828,24 +827,23 @@ def _num(v):
 
 
 def _jlist(arr) -> list:
-    """A numpy array as a JSON-ready list: NaN/None -> None, numpy scalars -> Python."""
+    """A numpy array (of any shape: a matrix gives a list per row) as JSON-ready lists: NaN -> None.
+
+    An object array must hold JSON-ready values already (the charts' text and None).
+    """
     arr = np.asarray(arr)
-    if arr.dtype.kind in "iub":
-        return arr.tolist()
     if arr.dtype.kind == "f":
         out = arr.astype(object)
         out[~np.isfinite(arr)] = None
         return out.tolist()
-    items = arr.tolist()
-    if all(type(x) is str or x is None for x in items):  # point types and rules: already JSON-ready
-        return items
-    return [x if x is None or isinstance(x, str) else _num(x) for x in items]
+    return arr.tolist()
 
 
-def _charts(values: np.ndarray, measure: M.Measure, spc_options: Mapping[str, Any] | None):
-    """XmR chart columns (aligned with the months) and signal of each row of ``values`` (R x M).
+def _charts(values: np.ndarray, measure: M.Measure, spc_options: Mapping[str, Any] | None) -> list[tuple]:
+    """XmR chart of each row of ``values`` (R x M): per row its columns (aligned with the months),
+    signal, latest position with a value (None when none) and ``to_dict``'s JSON lists.
 
-    Rows are charted in ONE :func:`addin.spc.xmr` call, each row's points a
+    Rows are charted in ONE :func:`addin.spc.xmr_columns` call, each row's points a
     rebase segment of their own: spc.md has limits, runs and trends computed
     separately per segment, so this equals one call per row while costing one
     call in all (a 200-site summary has 1,600 charts).  When ``spc_options``
@@ -862,42 +860,33 @@ def _charts(values: np.ndarray, measure: M.Measure, spc_options: Mapping[str, An
         for r in range(R):
             out.extend(_charts(values[r:r + 1], measure, options))
         return out
-    flat = values[valid]
     ends = np.cumsum(counts)
     starts = ends - counts
     if options.get("rebase_at") is None:
         options["rebase_at"] = [int(x) for x in starts[(counts > 0)][1:]] or None
-    chart = xmr(flat, improvement=measure.improvement, **options)
-    # each column as an R x M matrix: flat (row-major over valid cells) is the chart's order
+    chart = xmr_columns(values[valid], improvement=measure.improvement, **options)
+    # each column as an R x M matrix: the chart's points are the valid cells, row by row
     full_cols = {}
     for c in _SPC_COLUMNS:
-        col = chart[c].to_numpy()
         mat = np.full((R, n), None, dtype=object) if c in _SPC_TEXT or c == "trial" else np.full((R, n), np.nan)
-        mat[valid] = col
+        mat[valid] = chart[c]
         full_cols[c] = mat
     first_segment = np.zeros(R)
     nonempty = counts > 0
-    first_segment[nonempty] = chart["segment"].to_numpy()[starts[nonempty]]
+    first_segment[nonempty] = chart["segment"][starts[nonempty]]
     full_cols["segment"] = full_cols["segment"] - first_segment[:, None]  # numbered within the row
-    arrays = {c: chart[c].to_numpy() for c in _SPC_COLUMNS}
-    lists = {c: _jlist_rows(full_cols[c]) for c in _SPC_JSON}  # to_dict's lists, every row at once
-    lists["values"] = _jlist_rows(values)
+    lists = {c: _jlist(full_cols[c]) for c in _SPC_JSON}  # to_dict's lists, every row's at once
+    lists["values"] = _jlist(values)
+    latest = np.where(nonempty, n - 1 - np.argmax(valid[:, ::-1], axis=1), -1).tolist() if n else [-1] * R
+    points = counts.tolist()
     out = []
     for r in range(R):
         a, b = int(starts[r]), int(ends[r])
-        signal = describe_arrays({c: arrays[c][a:b] for c in _DESCRIBE}, measure.label)
-        out.append(({c: full_cols[c][r] for c in _SPC_COLUMNS}, signal, {c: rows[r] for c, rows in lists.items()}))
+        signal = describe_arrays({c: chart[c][a:b] for c in _DESCRIBE}, measure.label)
+        row_lists = {c: rows[r] for c, rows in lists.items()} | {"points": points[r]}
+        out.append(({c: full_cols[c][r] for c in _SPC_COLUMNS}, signal, None if latest[r] < 0 else latest[r],
+                    row_lists))
     return out
-
-
-def _jlist_rows(matrix: np.ndarray) -> list[list]:
-    """``_jlist`` of every row of a matrix (the same lists, built in one pass)."""
-    matrix = np.asarray(matrix)
-    if matrix.dtype.kind == "f":
-        out = matrix.astype(object)
-        out[~np.isfinite(matrix)] = None
-        return out.tolist()
-    return [_jlist(row) for row in matrix]
 
 
 _DESCRIBE = ("value", "segment", "trial", "rule", "direction", "upl", "lpl", "mean", "near_upl", "near_lpl",
@@ -909,19 +898,19 @@ def _measure_results(measure: M.Measure, months: pd.DatetimeIndex, values: np.nd
                      spc_options: Mapping[str, Any] | None = None) -> list[MeasureResult]:
     """One MeasureResult per row of ``values`` (R x M); ``rates`` (R x M) where the row's unit is known."""
     values = np.atleast_2d(np.asarray(values, dtype=float))
+    rate_lists = None if rates is None else _jlist(np.atleast_2d(rates))
     out = []
-    for r, (full, signal, lists) in enumerate(_charts(values, measure, spc_options)):
-        v = values[r]
-        valid = np.flatnonzero(np.isfinite(v))
-        last = int(valid[-1]) if valid.size else None
+    for r, (full, signal, last, lists) in enumerate(_charts(values, measure, spc_options)):
         unit = rate_units[r] if rates is not None and r < len(rate_units) else None
+        if unit is not None:
+            lists["rate"] = rate_lists[r]
         out.append(MeasureResult(
             name=measure.name, label=measure.label, kind=measure.kind, improvement=measure.improvement,
-            months=months, values=v, chart=full, signal=signal,
+            months=months, values=values[r], chart=full, signal=signal,
             latest_point_type=None if last is None else str(full["point_type"][last]),
             trial_limits=True if last is None else bool(full["trial"][last]),
             rate_values=None if unit is None else np.asarray(rates[r], dtype=float), rate_unit=unit,
-            json_lists=lists,
+            latest_index=last, json_lists=lists,
         ))
     return out
 
@@ -1038,83 +1027,127 @@ def _themes_total(per_site: list[list[dict]]) -> list[dict]:
     return [{"theme": t, "count": c} for t, c in sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
+class _Counts(NamedTuple):
+    """The counts of B blocks (every site, or the area as one): arrays with the block first."""
+
+    cube: np.ndarray  # B, M, categories, harms
+    event: dict[str, np.ndarray]  # B x M
+    undated: np.ndarray  # B
+    outside: np.ndarray  # B
+    actions: dict[str, np.ndarray]  # B x M
+    now: dict[str, np.ndarray]  # B
+
+    def total(self) -> _Counts:
+        """The area as one block: every count summed over the sites (integers, so exactly)."""
+        def whole(a: np.ndarray) -> np.ndarray:
+            return a.sum(axis=0, keepdims=True)
+        return _Counts(whole(self.cube), {k: whole(v) for k, v in self.event.items()}, whole(self.undated),
+                       whole(self.outside), {k: whole(v) for k, v in self.actions.items()},
+                       {k: whole(v) for k, v in self.now.items()})
+
+
 class _Parts(NamedTuple):
-    cube: np.ndarray  # S, M, categories, harms
+    counts: _Counts  # per site
     levels: list[list[str]]
-    event: dict[str, np.ndarray]  # S x M
-    undated: np.ndarray
-    outside: np.ndarray
-    actions: dict[str, np.ndarray]
-    now: dict[str, np.ndarray]
     results_site: list[list[MeasureResult]]
     results_area: list[MeasureResult] | None
     themes: list[list[dict]]
 
 
-def _block(eng: _Engine, parts: _Parts, rows: list[int], results: list[MeasureResult]) -> dict:
-    """The summary dict of one site (one row) or the area (all rows)."""
-    sl = np.array(rows)
-    cube = parts.cube[sl].sum(axis=0)  # M, C, H
-    cats, harms = parts.levels
-    series = []
-    nonzero = cube.sum(axis=0)  # C, H
-    for ci, hi in zip(*np.nonzero(nonzero)):
-        series.append({"category": cats[ci], "physical_harm": harms[hi], "counts": cube[:, ci, hi].tolist(),
-                       "total": int(nonzero[ci, hi])})
-    by_cat = cube.sum(axis=2)
-    by_harm = cube.sum(axis=1)
-    ev = {k: v[sl].sum(axis=0) for k, v in parts.event.items()}
-    reports = {
-        "all_reports": ev["all"].tolist(), "near_misses": ev["near_miss"].tolist(),
-        "incidents": ev["incident"].tolist(), "incidents_with_harm": ev["with_harm"].tolist(),
-        "near_miss_share": _jlist(_ratio(ev["near_miss"], ev["near_miss"] + ev["incident"], 1.0)),
-        "total": int(ev["all"].sum()), "undated": int(parts.undated[sl].sum()),
-        "outside_months": int(parts.outside[sl].sum()),
-    }
-    # rates, one group per exposure unit
-    expo, units = eng.exposure_matrix()
-    rate_groups = []
-    for unit in dict.fromkeys(units[r] for r in rows):
+def _blocks(eng: _Engine, counts: _Counts, levels: list[list[str]], rates: list[list[dict]],
+            results: list[list[MeasureResult]], themes: list[list[dict]]) -> list[dict]:
+    """The summary dict of each block of ``counts``, every block's lists made at once."""
+    parts = zip(_reports(counts), _count_series(counts, levels), _by_level(counts, levels, 3, "category"),
+                _by_level(counts, levels, 2, "physical_harm"), _actions(eng, counts))
+    return [{"reports": reports, "counts": {"by": list(COUNT_FIELDS), "series": series}, "by_category": by_cat,
+             "by_harm": by_harm, "rates": block_rates, "actions": actions,
+             "key_measures": [r.to_dict() for r in block_results], "learning_themes": block_themes}
+            for (reports, series, by_cat, by_harm, actions), block_rates, block_results, block_themes
+            in zip(parts, rates, results, themes)]
+
+
+def _reports(counts: _Counts) -> list[dict]:
+    ev = counts.event
+    lists = {k: ev[k].tolist() for k in ("all", "near_miss", "incident", "with_harm")}
+    share = _jlist(_ratio(ev["near_miss"], ev["near_miss"] + ev["incident"], 1.0))
+    totals, undated, outside = ev["all"].sum(axis=1).tolist(), counts.undated.tolist(), counts.outside.tolist()
+    return [{"all_reports": lists["all"][b], "near_misses": lists["near_miss"][b], "incidents": lists["incident"][b],
+             "incidents_with_harm": lists["with_harm"][b], "near_miss_share": share[b], "total": totals[b],
+             "undated": undated[b], "outside_months": outside[b]} for b in range(len(totals))]
+
+
+def _count_series(counts: _Counts, levels: list[list[str]]) -> list[list[dict]]:
+    """Per block: the monthly counts of each (category, harm) with any report, in code-list order."""
+    cats, harms = levels
+    totals = counts.cube.sum(axis=1)  # B, C, H
+    block, cat, harm = np.nonzero(totals)  # block by block, each in (category, harm) order
+    monthly = counts.cube.transpose(0, 2, 3, 1)[block, cat, harm].tolist()
+    out: list[list[dict]] = [[] for _ in range(totals.shape[0])]
+    for b, c, h, series, total in zip(block.tolist(), cat.tolist(), harm.tolist(), monthly,
+                                      totals[block, cat, harm].tolist()):
+        out[b].append({"category": cats[c], "physical_harm": harms[h], "counts": series, "total": total})
+    return out
+
+
+def _by_level(counts: _Counts, levels: list[list[str]], summed_axis: int, name: str) -> list[list[dict]]:
+    """Per block: the monthly counts of every level of one count field (the other summed out)."""
+    names = levels[0] if name == "category" else levels[1]
+    per_level = counts.cube.sum(axis=summed_axis)  # B, M, levels
+    monthly = per_level.transpose(0, 2, 1).tolist()
+    totals = per_level.sum(axis=1).tolist()
+    return [[{name: level, "counts": m, "total": t} for level, m, t in zip(names, block_monthly, block_totals)]
+            for block_monthly, block_totals in zip(monthly, totals)]
+
+
+def _actions(eng: _Engine, counts: _Counts) -> list[dict]:
+    acts = counts.actions
+    lists = {k: acts[k].tolist() for k in ("opened", "done", "due", "due_outcome_known", "done_by_due_date")}
+    pct = _jlist(_ratio(acts["done_by_due_date"], acts["due_outcome_known"], 100.0))
+    overdue = _jlist(np.where(eng.live, acts["overdue_at_month_end"], np.nan))
+    overall = _ratio(acts["done_by_due_date"].sum(axis=1), acts["due_outcome_known"].sum(axis=1), 100.0)
+    now = {k: v.tolist() for k, v in counts.now.items()}
+    return [{"now": {k: v[b] for k, v in now.items()},
+             "monthly": {"opened": lists["opened"][b], "done": lists["done"][b], "due": lists["due"][b],
+                         "due_outcome_known": lists["due_outcome_known"][b],
+                         "done_by_due_date": lists["done_by_due_date"][b],
+                         "pct_done_by_due_date": pct[b], "overdue_at_month_end": overdue[b]},
+             "pct_done_by_due_date": _num(overall[b])} for b in range(len(pct))]
+
+
+def _rate_entry(unit: str, site_codes: list | None, exposure: list, values: dict[str, list]) -> dict:
+    return {"unit": unit, "per": PER, "site_codes": site_codes, "exposure": exposure, "values": values}
+
+
+def _area_rates(eng: _Engine) -> list[dict]:
+    """The area's rates, one group per exposure unit, pooled over the group's sites (in site order)."""
+    _, units = eng.exposure_matrix()
+    groups = []
+    for unit in dict.fromkeys(units):
         if unit is None:
             continue
-        group = np.array([r for r in rows if units[r] == unit])
-        entry = {"unit": unit, "per": PER,
-                 "site_codes": [eng.sites[r] for r in group] if eng.site_col else None}
-        _, total_expo = eng.pooled_rate(np.zeros((eng.S, eng.M)), group)
-        entry["exposure"] = _jlist(total_expo)
-        entry["values"] = {}
-        for name in RATE_MEASURES:
-            num = eng.measure_parts(M.get(name))[0].astype(float)
-            entry["values"][name] = _jlist(np.where(eng.live, eng.pooled_rate(num, group)[0], np.nan))
-        rate_groups.append(entry)
-    acts = {k: v[sl].sum(axis=0) for k, v in parts.actions.items()}
-    now = {k: int(v[sl].sum()) for k, v in parts.now.items()}
-    known = int(acts["due_outcome_known"].sum())
-    actions = {
-        "now": now,
-        "monthly": {
-            "opened": acts["opened"].tolist(), "done": acts["done"].tolist(), "due": acts["due"].tolist(),
-            "due_outcome_known": acts["due_outcome_known"].tolist(),
-            "done_by_due_date": acts["done_by_due_date"].tolist(),
-            "pct_done_by_due_date": _jlist(_ratio(acts["done_by_due_date"], acts["due_outcome_known"], 100.0)),
-            "overdue_at_month_end": _jlist(np.where(eng.live, acts["overdue_at_month_end"], np.nan)),
-        },
-        "pct_done_by_due_date": _num(float(_ratio(np.array([acts["done_by_due_date"].sum()]),
-                                                  np.array([known]), 100.0)[0])),
-    }
-    themes = parts.themes[rows[0]] if len(rows) == 1 else _themes_total([parts.themes[r] for r in rows])
-    return {
-        "reports": reports,
-        "counts": {"by": list(COUNT_FIELDS), "series": series},
-        "by_category": [{"category": c, "counts": by_cat[:, i].tolist(), "total": int(by_cat[:, i].sum())}
-                        for i, c in enumerate(cats)],
-        "by_harm": [{"physical_harm": h, "counts": by_harm[:, i].tolist(), "total": int(by_harm[:, i].sum())}
-                    for i, h in enumerate(harms)],
-        "rates": rate_groups,
-        "actions": actions,
-        "key_measures": [r.to_dict() for r in results],
-        "learning_themes": themes,
-    }
+        rows = np.array([r for r in range(eng.S) if units[r] == unit])
+        _, total_expo = eng.pooled_rate(np.zeros((eng.S, eng.M)), rows)
+        values = {name: _jlist(np.where(eng.live, eng.pooled_rate(_rate_numerator(eng, name), rows)[0], np.nan))
+                  for name in RATE_MEASURES}
+        groups.append(_rate_entry(unit, [eng.sites[r] for r in rows] if eng.site_col else None, _jlist(total_expo),
+                                  values))
+    return groups
+
+
+def _site_rates(eng: _Engine) -> list[list[dict]]:
+    """Each site's rates (a group of one: what pooling gives over that site alone), all sites at once."""
+    expo, units = eng.exposure_matrix()
+    exposure = _jlist(expo)
+    values = {name: _jlist(np.where(eng.live, _ratio(_rate_numerator(eng, name), expo, PER), np.nan))
+              for name in RATE_MEASURES}
+    return [[] if unit is None else
+            [_rate_entry(unit, [eng.sites[r]] if eng.site_col else None, exposure[r],
+                         {name: rows[r] for name, rows in values.items()})]
+            for r, unit in enumerate(units)]
+
+
+def _rate_numerator(eng: _Engine, name: str) -> np.ndarray:
+    return eng.measure_parts(M.get(name))[0].astype(float)
 
 
 def _parts(eng: _Engine, measures: list[M.Measure], *, per_site_spc: bool, area: bool, spc_options) -> _Parts:
@@ -1134,8 +1167,8 @@ def _parts(eng: _Engine, measures: list[M.Measure], *, per_site_spc: bool, area:
     results_site = (_key_measure_results(eng, measures, pooled=False, spc_options=spc_options)
                     if per_site_spc else [[] for _ in range(eng.S)])
     results_area = _key_measure_results(eng, measures, pooled=True, spc_options=spc_options)[0] if area else None
-    return _Parts(cube, levels, event, undated, outside, eng.action_matrices(), eng.actions_now(),
-                  results_site, results_area, _themes(eng))
+    counts = _Counts(cube, event, undated, outside, eng.action_matrices(), eng.actions_now())
+    return _Parts(counts, levels, results_site, results_area, _themes(eng))
 
 
 def _header(eng: _Engine, measures: list[M.Measure], scope: str) -> dict:
@@ -1188,7 +1221,7 @@ def site_summary(records, *, today, months=None, directions: Mapping[str, str] |
     out = _header(eng, chosen, "site")
     out["site"] = {"site_code": site.get("site_code"), "site_name": site.get("site_name"),
                    "setting": site.get("setting"), "exposure_unit": exposure_unit(site.get("setting"))}
-    out.update(_block(eng, parts, [0], parts.results_site[0]))
+    out.update(_blocks(eng, parts.counts, parts.levels, _site_rates(eng), parts.results_site, parts.themes)[0])
     return out
 
 
@@ -1232,7 +1265,8 @@ def area_summary(frames, sites: Mapping[str, Any], *, today, months=None,
     infos = [{"site_code": s, "site_name": names.get(s), "setting": eng.settings.get(s),
               "exposure_unit": exposure_unit(eng.settings.get(s))} for s in eng.sites]
     out["sites"] = infos
-    out.update(_block(eng, parts, list(range(eng.S)), parts.results_area))
-    out["per_site"] = {info["site_code"]: {"site": info, **_block(eng, parts, [r], parts.results_site[r])}
-                       for r, info in enumerate(infos)}
+    out.update(_blocks(eng, parts.counts.total(), parts.levels, [_area_rates(eng)], [parts.results_area],
+                       [_themes_total(parts.themes)])[0])
+    per_site = _blocks(eng, parts.counts, parts.levels, _site_rates(eng), parts.results_site, parts.themes)
+    out["per_site"] = {info["site_code"]: {"site": info, **block} for info, block in zip(infos, per_site)}
     return out
