@@ -76,9 +76,10 @@ def serve_command(host: str, port: int, demo: bool, threads: int) -> None:
     from .config import isolation
     from .ingest import start_reader_server
 
-    if isolation(app) is not None:
-        start_reader_server()
-        click.echo("nearmiss: reader workers' fork server started (it warms up in the background)")
+    limits = isolation(app)
+    if limits is not None:
+        start_reader_server(limits)
+        click.echo(f"nearmiss: {limits.workers} reader workers starting (they warm up in the background)")
     url = f"http://{host}:{port}/"
     if demo:
         from .demo import load_demo

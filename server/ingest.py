@@ -457,7 +457,7 @@ def file_hash(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class Isolation:
-    """Read each upload in a separate process, with a memory cap and a time limit.
+    """Read each upload in a worker process, with a memory cap and a time limit.
 
     A hostile workbook that slips past the reader's zip pre-check can make a native parser
     abort its whole process or stall (../shared/spec/security.md); in a worker process that
@@ -480,19 +480,25 @@ def reader_slots(workers: int) -> threading.BoundedSemaphore:
 
 
 logger = logging.getLogger(__name__)
-# Imported once in the fork server, not per upload.  server.cli too: each worker runs the main
+# Imported once in the fork server, not per worker.  server.cli too: each worker runs the main
 # script again on start (multiprocessing's "fixup" of __main__; preloading "__main__" itself does
 # not work in Python 3.11), and for `nearmiss serve` that script imports the whole CLI, openpyxl
-# included, which cost about a sixth of each upload's CPU time.  With it preloaded the re-run finds
-# every import done.  server.reader_warmup reads one small log, so workers start warm.
+# included.  With it preloaded the re-run finds every import done.  server.reader_warmup reads one
+# small log, so workers start warm.
 PRELOAD = ["server.cli", "addin.reader", "addin.validate", "server.ingest", "server.reader_warmup"]
+# A worker reads this many uploads, one at a time, then makes way for a fresh one (as gunicorn's
+# max_requests does), so no worker grows for ever.  Reusing workers saves starting one (~20 ms) and
+# its first, cold read (~40 ms more) on every upload.  A worker that failed in any way is never reused.
+READS_PER_WORKER = 50
+RETIRE_RESIDENT_MB = 1024  # ... and one that holds more than this after a read makes way too
+IDLE_WORKERS = 4  # kept waiting for the next upload, per memory cap
 _CRASHED = ("The workbook could not be read: reading it stopped the reader (the file may be damaged or "
             "built to harm). Open it in Excel, save it again and send the new copy; if that fails, "
             "ask your administrator.")
 
 
 def run_isolated(fn: Any, *args: Any, isolation: Isolation) -> Any:
-    """``fn(*args)`` in a forkserver worker process under ``isolation``'s limits.
+    """``fn(*args)`` in a reader worker process under ``isolation``'s limits.
 
     :class:`IngestError` raised by ``fn`` is raised again here.  A worker that dies (a native
     abort, the memory cap) or overruns the time limit becomes :class:`NotAWorkbook`; any other
@@ -517,44 +523,107 @@ def _reader_context():  # noqa: ANN202 - a multiprocessing context
     return context
 
 
-def start_reader_server() -> None:
+def start_reader_server(isolation: Isolation | None = None) -> None:
     """Start the reader workers' fork server now, so it has preloaded and warmed up (a few seconds)
-    before the first upload rather than during it.  It starts on first use anyway."""
+    before the first upload rather than during it, and with ``isolation`` that many workers too.
+    Both start on first use anyway."""
     from multiprocessing import forkserver
 
     _reader_context()
     forkserver.ensure_running()
+    if isolation is not None:  # started in the background: each waits for the fork server's warm-up
+
+        def start_workers() -> None:
+            for _ in range(min(isolation.workers, IDLE_WORKERS)):
+                _IDLE.put(_Reader(isolation.memory_mb))
+
+        threading.Thread(target=start_workers, name="nearmiss-reader-start", daemon=True).start()
+
+
+class _Reader:
+    """One worker process and its pipe: it runs what it is sent, one call at a time, within its memory cap."""
+
+    def __init__(self, memory_mb: int) -> None:
+        context = _reader_context()
+        self.memory_mb = memory_mb
+        self.connection, theirs = context.Pipe(duplex=True)
+        self.process = context.Process(target=_serve_reads, args=(theirs, memory_mb), daemon=True,
+                                       name="nearmiss-reader")
+        self.process.start()
+        theirs.close()
+        self.reads = 0
+
+    def stop(self) -> None:
+        self.connection.close()
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+
+
+class _IdleReaders:
+    """Workers waiting for the next upload, by memory cap (a lock, not a queue: any thread may take one)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[int, list[_Reader]] = {}
+
+    def take(self, memory_mb: int) -> _Reader:
+        with self._lock:
+            waiting = self._waiting.get(memory_mb, [])
+            while waiting:
+                reader = waiting.pop()
+                if reader.process.is_alive():
+                    return reader
+                reader.stop()
+        return _Reader(memory_mb)
+
+    def put(self, reader: _Reader) -> None:
+        with self._lock:
+            waiting = self._waiting.setdefault(reader.memory_mb, [])
+            if len(waiting) < IDLE_WORKERS:
+                waiting.append(reader)
+                return
+        reader.stop()
+
+    def clear(self) -> None:
+        with self._lock:
+            readers = [r for waiting in self._waiting.values() for r in waiting]
+            self._waiting.clear()
+        for reader in readers:
+            reader.stop()
+
+
+_IDLE = _IdleReaders()
 
 
 def _run_worker(fn: Any, args: tuple, isolation: Isolation) -> Any:
-    import time
-
-    context = _reader_context()
-    receiver, sender = context.Pipe(duplex=False)
-    worker = context.Process(target=_worker, args=(sender, fn, args, isolation.memory_mb), daemon=True,
-                             name="nearmiss-reader")
+    reader = _IDLE.take(isolation.memory_mb)
     started = time.monotonic()
-    worker.start()
-    sender.close()
     status, usage = "crashed", {}
     try:
-        if not receiver.poll(isolation.timeout_s):
+        reader.connection.send((fn, args))
+        if not reader.connection.poll(isolation.timeout_s):
             status = "timeout"
             raise NotAWorkbook(f"Reading the workbook took longer than {isolation.timeout_s:g} seconds, so it was "
                                "stopped. Check that it is the right file; a site log reads in a few seconds.")
         try:
-            status, payload, usage = receiver.recv()
+            status, payload, usage = reader.connection.recv()
         except (EOFError, OSError):
             raise NotAWorkbook(_CRASHED) from None
+    except (BrokenPipeError, ConnectionResetError):  # it died between two uploads: this one was never read
+        status = "crashed"
+        raise NotAWorkbook(_CRASHED) from None
     finally:
-        receiver.close()
-        if worker.is_alive():
-            worker.kill()
-        worker.join(5)
-        logger.info("reader worker %s: %s in %.2f s, peak %s MB resident (%s MB at start), limit %d MB",
-                    worker.pid, status, time.monotonic() - started, usage.get("peak_mb", "?"),
-                    usage.get("start_mb", "?"), isolation.memory_mb,
-                    extra={"worker_pid": worker.pid, "worker_status": status, "worker_usage": usage})
+        reader.reads += 1
+        healthy = status in ("ok", "refused") and reader.process.is_alive()
+        if healthy and reader.reads < READS_PER_WORKER and (usage.get("end_mb") or 0) < RETIRE_RESIDENT_MB:
+            _IDLE.put(reader)
+        else:
+            reader.stop()
+        logger.info("reader worker %s: %s in %.2f s (read %d), peak %s MB resident (%s MB at start), limit %d MB",
+                    reader.process.pid, status, time.monotonic() - started, reader.reads,
+                    usage.get("peak_mb", "?"), usage.get("start_mb", "?"), isolation.memory_mb,
+                    extra={"worker_pid": reader.process.pid, "worker_status": status, "worker_usage": usage})
     if status == "ok":
         return payload
     if status == "refused":
@@ -578,29 +647,46 @@ def _resident_mb(key: str) -> int | None:
     return None
 
 
-def _worker(sender: Any, fn: Any, args: tuple, memory_mb: int) -> None:
+def _reset_peak() -> None:
+    """Start this process's peak resident memory (VmHWM) again from now, so each read reports its own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass  # not Linux, or not allowed: the peak is then the worker's whole life's
+
+
+def _serve_reads(connection: Any, memory_mb: int) -> None:
+    """A worker's life: the limits once, then each call it is sent, until its pipe closes or a call fails."""
     import resource
     import traceback
 
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash must not leave a core file of health data
-    start_mb = _resident_mb("VmRSS")
+    while True:
+        try:
+            fn, args = connection.recv()
+        except (EOFError, OSError):
+            return  # the server closed the pipe (or is gone)
+        _reset_peak()
+        start_mb = _resident_mb("VmRSS")
 
-    def usage() -> dict:
-        return {"start_mb": start_mb, "peak_mb": _resident_mb("VmHWM")}
+        def usage() -> dict:
+            return {"start_mb": start_mb, "peak_mb": _resident_mb("VmHWM"), "end_mb": _resident_mb("VmRSS")}
 
-    try:
-        result = fn(*args)
-        sender.send(("ok", result, usage()))
-    except IngestError as exc:
-        sender.send(("refused", exc.message, usage()))
-    except MemoryError:
-        sender.send(("memory", "", usage()))
-    except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
-        sender.send(("error", traceback.format_exc(limit=8), usage()))
-    finally:
-        sender.close()
+        try:
+            result = fn(*args)
+            connection.send(("ok", result, usage()))
+            continue
+        except IngestError as exc:
+            connection.send(("refused", exc.message, usage()))
+            continue
+        except MemoryError:
+            connection.send(("memory", "", usage()))
+        except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+            connection.send(("error", traceback.format_exc(limit=8), usage()))
+        return  # after a failure the worker is not reused: it ends here
 
 
 def _read_and_validate_args(data: bytes, name: str, today: dt.date | None) -> Parsed:

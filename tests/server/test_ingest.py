@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import time
 from pathlib import Path
@@ -173,3 +174,41 @@ def test_the_reader_fork_server_preloads_and_warms_up_without_error() -> None:
     assert done.returncode == 0, done.stderr
     assert "warming up the reader workers failed" not in done.stderr, done.stderr
     assert int(done.stdout.strip()) > 10_000  # pandas, pyarrow and the reader's objects, kept out of the collector
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+def test_a_worker_reads_many_uploads_but_never_after_a_failure() -> None:
+    first = ingest.run_isolated(_pid, isolation=LIMITS)
+    assert first != os.getpid() and ingest.run_isolated(_pid, isolation=LIMITS) == first  # reused: warm
+    with pytest.raises(ingest.NotAWorkbook, match="not a log"):  # a refusal is an answer: still reused
+        ingest.run_isolated(_refuse, isolation=LIMITS)
+    assert ingest.run_isolated(_pid, isolation=LIMITS) == first
+    with pytest.raises(RuntimeError, match="KeyError"):
+        ingest.run_isolated(_bug, isolation=LIMITS)
+    assert ingest.run_isolated(_pid, isolation=LIMITS) != first  # a failure ends the worker
+
+
+def test_a_worker_makes_way_after_its_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest, "READS_PER_WORKER", 2)
+    ingest._IDLE.clear()
+    pids = [ingest.run_isolated(_pid, isolation=LIMITS) for _ in range(4)]
+    assert pids[0] == pids[1] != pids[2] == pids[3]
+
+
+def test_each_read_reports_its_own_peak_memory(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="server.ingest")
+    ingest._IDLE.clear()
+    ingest.run_isolated(_hold, 300, isolation=LIMITS)
+    ingest.run_isolated(_pid, isolation=LIMITS)
+    big, small = [r.worker_usage for r in caplog.records if hasattr(r, "worker_usage")]
+    assert big["peak_mb"] - big["start_mb"] >= 250
+    assert small["peak_mb"] - small["start_mb"] < 100  # the same worker; its peak started again
+
+
+def _hold(mb: int) -> int:
+    block = bytearray(mb * 2**20)
+    block[::4096] = b"x" * len(block[::4096])  # touched, so resident
+    return len(block)

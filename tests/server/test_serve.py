@@ -28,11 +28,12 @@ def _process_tree(pid: int) -> list[str]:
     return out
 
 
-def test_serve_starts_the_reader_fork_server_before_any_upload(tmp_path: Path) -> None:
+def test_serve_starts_the_reader_workers_before_any_upload(tmp_path: Path) -> None:
     env = server_environment(tmp_path / "instance", None)
     with LiveServer(env, tmp_path / "serve.log", threads=2) as server:
-        assert "reader workers' fork server started" in server.log()
-        deadline = time.monotonic() + 30
-        while not any("multiprocessing.forkserver" in c for c in _process_tree(server.proc.pid)):
+        assert "2 reader workers starting" in server.log()
+        # The fork server and, forked from it (so with its command line), the 2 idle reader workers.
+        deadline = time.monotonic() + 60
+        while sum("multiprocessing.forkserver" in c for c in _process_tree(server.proc.pid)) < 3:
             assert time.monotonic() < deadline, _process_tree(server.proc.pid)
             time.sleep(0.1)
