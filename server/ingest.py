@@ -50,7 +50,7 @@ from addin.findings import Finding
 from workbook_templates.contract import ACTIONS, EXPOSURE_FIELDS, INCIDENTS, SITE_FIELDS, Field
 
 from .admin import audit
-from .db import Database, insert_columns, write_session
+from .db import Database, insert_columns, python_values, write_session
 from .models import (
     Action, ExposureMonth, FindingRow, Incident, Site, SiteSheet, Submission, stored_fields, utcnow,
 )
@@ -138,7 +138,7 @@ class Rows:
     def columns(self) -> dict[str, list[Any]]:
         """Every column as a list of plain Python values (date, int, float, str, dict or None), made once."""
         if self._columns is None:
-            self._columns = {name: array.to_pylist() for name, array in self.arrays.items()}
+            self._columns = {name: python_values(array) for name, array in self.arrays.items()}
             self._columns["raw_values"] = self.raw_values
         return self._columns
 
@@ -800,7 +800,7 @@ def _store(session: Session, site_id: int, parsed: Parsed, *, sha: str, size: in
     keys = {"submission_id": submission.id, "site_id": site_id}
     for model, rows in ((Incident, parsed.incidents), (Action, parsed.actions),
                         (ExposureMonth, parsed.exposure)):
-        insert_columns(session, model.__table__, rows.columns, **keys)
+        insert_columns(session, model.__table__, {**rows.arrays, "raw_values": rows.raw_values}, **keys)
     session.add(SiteSheet(submission_id=submission.id, **parsed.site))
     found = parsed.findings
     insert_columns(session, FindingRow.__table__, {

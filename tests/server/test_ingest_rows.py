@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 from server import ingest
+from server.db import _writes_iso_dates, python_values
 from workbook_templates.builder import build_workbook
 from workbook_templates.contract import ACTIONS, EXPOSURE_FIELDS, INCIDENTS, Field
 from workbook_templates.synthetic import make_site
@@ -100,8 +101,8 @@ def test_rows_are_sent_as_arrow_buffers_and_give_the_same_lists_after() -> None:
     rows = ingest.normalise_frame(_odd_frame(fields), fields)
     before = rows.columns
     sent = pickle.dumps(rows)
-    assert pickle.dumps(ingest.normalise_frame(_odd_frame(fields), fields)) == sent  # the lists are never sent
     back = pickle.loads(sent)
+    assert back._columns is None  # the lists were not sent: they are made again on the other side
     assert back.columns == before and back.arrays.keys() == rows.arrays.keys()
 
 
@@ -136,3 +137,23 @@ def test_actions_of_a_real_log_are_rows_of_their_types(tmp_path) -> None:  # noq
         if f.type in ingest.ARROW_TYPES:
             assert parsed.actions.arrays[f.name].type == ingest.ARROW_TYPES[f.type]
     assert all(isinstance(d, dt.date) for d in parsed.actions.columns["raised_date"] if d is not None)
+
+
+def test_dates_become_python_values_as_to_pylist_gives_them() -> None:
+    days = pa.array([dt.date(1, 1, 1), None, dt.date(1969, 12, 31), dt.date(2026, 3, 4), dt.date(9999, 12, 31)])
+    assert python_values(days) == days.to_pylist()
+    assert [type(v) for v in python_values(days)] == [type(v) for v in days.to_pylist()]
+
+
+def test_sqlite_dates_are_written_as_the_iso_text_its_bind_processor_makes() -> None:
+    from sqlalchemy import Date
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    lite = sqlite.dialect()
+    process = Date().dialect_impl(lite).bind_processor(lite)
+    assert _writes_iso_dates(process)
+    days = pa.array([dt.date(1, 1, 1), None, dt.date(2026, 3, 4), dt.date(9999, 12, 31)])
+    assert python_values(days.cast(pa.string())) == [None if d is None else process(d) for d in days.to_pylist()]
+    assert not _writes_iso_dates(lambda day: day.strftime("%d/%m/%Y"))
+    pg = postgresql.psycopg.dialect()
+    assert Date().dialect_impl(pg).bind_processor(pg) is None  # psycopg takes the date objects themselves
