@@ -33,12 +33,16 @@ Conventions
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import gc
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from workbook_templates.codelists import CODE_LISTS, EXPOSURE_UNIT_BY_SETTING
 from workbook_templates.contract import TABLE_SHEETS
@@ -114,8 +118,24 @@ def _days(values) -> np.ndarray:
 
 def _months(values) -> np.ndarray:
     """Months since 1970-01 as int64; missing dates are ``_NAT``."""
-    arr = _as_datetime(values).to_numpy()
-    return arr.astype("datetime64[M]").astype(np.int64)
+    return _month_of_days(_days(values))
+
+
+def _month_of_days(days: np.ndarray) -> np.ndarray:
+    """Months since 1970-01 of days since 1970-01-01 (``_NAT`` kept).
+
+    numpy's calendar conversion to months costs several times its conversion to days, so each
+    day spanned is converted once, into a table the rows look up; dates far apart (a mistyped
+    year) are converted directly, as a table would be bigger than the rows.
+    """
+    ok = days != _NAT
+    if not ok.any():
+        return days.copy()
+    lo, hi = int(days[ok].min()), int(days[ok].max())
+    if hi - lo > days.size:
+        return days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    table = np.arange(lo, hi + 1).astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    return np.where(ok, table[np.where(ok, days - lo, 0)], _NAT)
 
 
 def _day_of(ts: pd.Timestamp) -> int:
@@ -146,7 +166,12 @@ def resolve_months(months=None, *dates, today=None) -> pd.DatetimeIndex:
         if isinstance(months, (str, dt.date, pd.Timestamp)) or len(months) != 2:
             raise ValueError("months must be None, a (first, last) pair or a DatetimeIndex of months")
         return month_range(*months)
-    codes = [c[c != _NAT] for c in (_months(d) for d in dates if d is not None and len(d))]
+    return _span([_months(d) for d in dates if d is not None and len(d)], today)
+
+
+def _span(month_codes: Sequence[np.ndarray], today) -> pd.DatetimeIndex:
+    """``resolve_months`` with ``months=None``, from the dates' month codes."""
+    codes = [c[c != _NAT] for c in month_codes]
     codes = [c for c in codes if c.size]
     if not codes:
         return _index_from_codes(0, -1)
@@ -185,6 +210,21 @@ def _factorize(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return codes, uniques
 
 
+def _factorize_runs(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``_factorize`` of a column that comes in long runs of one value (site codes: rows come site
+    by site), Arrow text hashed once per run instead of once per row."""
+    arrow = pa.array(values.array) if hasattr(values.array, "__arrow_array__") else None
+    if arrow is None or not (pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type)):
+        return _factorize(values)
+    chunks = arrow.chunks if isinstance(arrow, pa.ChunkedArray) else [arrow]
+    runs = [pc.run_end_encode(chunk) for chunk in chunks if len(chunk)]
+    if sum(len(r.values) for r in runs) > len(values) // 8 + 1:  # not in runs after all
+        return _factorize(values)
+    run_codes, uniques = _factorize(pd.Series([v for r in runs for v in r.values.to_pylist()], dtype=object))
+    lengths = [np.diff(r.run_ends.to_numpy(), prepend=0) for r in runs]
+    return np.repeat(run_codes, np.concatenate(lengths) if lengths else []), uniques
+
+
 def _levels(field: str, frame_key: str, uniques: np.ndarray, present: np.ndarray) -> list[str]:
     """Display order of a field's values: its code list, then other values seen, then MISSING."""
     try:
@@ -221,7 +261,8 @@ class _Engine:
 
     def __init__(self, incidents: pd.DataFrame, actions: pd.DataFrame | None, exposure: pd.DataFrame | None,
                  *, months: pd.DatetimeIndex, today: pd.Timestamp | None, site_col: str | None,
-                 sites: Sequence[str] = (), settings: Mapping[str, str | None] | None = None):
+                 sites: Sequence[str] = (), settings: Mapping[str, str | None] | None = None,
+                 dates: Mapping[tuple, np.ndarray] | None = None):
         self.months = months
         self.M = len(months)
         self.today = today
@@ -236,9 +277,9 @@ class _Engine:
             self._site_codes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
             for frame in frames.values():
                 if frame is not None and len(frame):
-                    codes, uniques = _factorize(frame[site_col])
+                    codes, uniques = _factorize_runs(frame[site_col])
                     self._site_codes[id(frame)] = (codes, uniques)
-                    seen.update(str(u) for u in uniques[np.unique(codes)])
+                    seen.update(str(u) for u in uniques[np.bincount(codes, minlength=uniques.size) > 0])
             order = list(dict.fromkeys(str(s) for s in sites))
             self.sites = order + sorted(seen - set(order))
         else:
@@ -249,7 +290,7 @@ class _Engine:
         self.incidents = incidents
         self.actions = actions if actions is not None else pd.DataFrame()
         self.exposure = exposure
-        self._cache: dict = {}
+        self._cache: dict = dict(dates or {})
         if self.M and today is not None:
             # months that have started by today; later months have no value yet
             self.live = _codes_of(months) <= _month_code(today)
@@ -260,7 +301,7 @@ class _Engine:
     def site_index(self, frame: pd.DataFrame) -> np.ndarray:
         if self.site_col is None or not len(frame):
             return np.zeros(len(frame), dtype=np.int64)
-        codes, uniques = self._site_codes.get(id(frame)) or _factorize(frame[self.site_col])
+        codes, uniques = self._site_codes.get(id(frame)) or _factorize_runs(frame[self.site_col])
         lut = np.array([self._site_lookup[str(u)] for u in uniques], dtype=np.int64)
         return lut[codes]
 
@@ -272,10 +313,27 @@ class _Engine:
             if not len(frame):
                 self._cache[ck] = np.zeros(0, dtype=np.int64)
             else:
-                pos = _positions(_months(frame[date_field]), self.months)
+                pos = _positions(self.month_codes(frame_key, date_field), self.months)
                 site = self._site_cache(frame_key)
                 self._cache[ck] = np.where(pos >= 0, site * self.M + pos, -1)
         return self._cache[ck]
+
+    def days(self, frame_key: str, date_field: str) -> np.ndarray:
+        """Days since 1970-01-01 of each row's ``date_field`` (cached)."""
+        ck = ("days", frame_key, date_field)
+        if ck not in self._cache:
+            self._cache[ck] = _days(self._frame(frame_key)[date_field])
+        return self._cache[ck]
+
+    def month_codes(self, frame_key: str, date_field: str) -> np.ndarray:
+        """Months since 1970-01 of each row's ``date_field`` (cached)."""
+        ck = ("months", frame_key, date_field)
+        if ck not in self._cache:
+            self._cache[ck] = _month_of_days(self.days(frame_key, date_field))
+        return self._cache[ck]
+
+    def _frame(self, frame_key: str) -> pd.DataFrame:
+        return self.incidents if frame_key == "incidents" else self.actions
 
     def _site_cache(self, frame_key: str) -> np.ndarray:
         ck = ("site", frame_key)
@@ -294,22 +352,38 @@ class _Engine:
         return self._cache[ck]
 
     def mask(self, frame_key: str, where: Mapping[str, Sequence[str]] | None) -> np.ndarray | None:
-        """Rows matching every ``field -> allowed values`` of ``where`` (None: all rows)."""
+        """Rows matching every ``field -> allowed values`` of ``where`` (None: all rows; cached)."""
         if not where:
             return None
-        frame = self.incidents if frame_key == "incidents" else self.actions
-        out = np.ones(len(frame), dtype=bool)
-        for field, allowed in where.items():
-            codes, uniques = self.codes(frame_key, field)
-            lut = np.isin(uniques.astype(str), [str(a) for a in allowed])
-            out &= lut[codes] if len(codes) else np.zeros(0, dtype=bool)
-        return out
+        ck = ("mask", frame_key, _where_key(where))
+        if ck not in self._cache:
+            out = np.ones(len(self._frame(frame_key)), dtype=bool)
+            for field, allowed in where.items():
+                codes, uniques = self.codes(frame_key, field)
+                lut = np.isin(uniques.astype(str), [str(a) for a in allowed])
+                out &= lut[codes] if len(codes) else np.zeros(0, dtype=bool)
+            self._cache[ck] = out
+        return self._cache[ck]
 
     def count(self, frame_key: str, date_field: str, mask: np.ndarray | None = None) -> np.ndarray:
         """S x M counts of rows (matching ``mask``) by site and month of ``date_field``."""
-        key = self._key(frame_key, date_field)
-        keep = key >= 0 if mask is None else (key >= 0) & mask
-        return np.bincount(key[keep], minlength=self.S * self.M).reshape(self.S, self.M)
+        ck = ("binned", frame_key, date_field)
+        if ck not in self._cache:  # rows undated or outside the months go to one extra bin, dropped
+            key = self._key(frame_key, date_field)
+            self._cache[ck] = np.where(key >= 0, key, self.S * self.M)
+        binned = self._cache[ck]
+        if mask is None:
+            counts = np.bincount(binned, minlength=self.S * self.M + 1)
+        else:  # (weighing by the mask beats selecting the rows; sums of ones are exact)
+            counts = np.bincount(binned, weights=mask, minlength=self.S * self.M + 1).astype(np.int64)
+        return counts[:-1].reshape(self.S, self.M)
+
+    def count_where(self, frame_key: str, date_field: str, where: Mapping[str, Sequence[str]] | None) -> np.ndarray:
+        """:meth:`count` of the rows matching ``where`` (cached: measures and summaries ask for the same)."""
+        ck = ("count", frame_key, date_field, _where_key(where))
+        if ck not in self._cache:
+            self._cache[ck] = self.count(frame_key, date_field, self.mask(frame_key, where))
+        return self._cache[ck]
 
     def cube(self, fields: Sequence[str]) -> tuple[np.ndarray, list[list[str]]]:
         """Incident counts as an array (S, M, levels of field 1, levels of field 2, ...)."""
@@ -320,12 +394,12 @@ class _Engine:
         all_levels = []
         for field in fields:
             codes, uniques = self.codes("incidents", field)
-            present = np.zeros(uniques.size, dtype=bool)
-            present[np.unique(codes[keep])] = True
+            kept = codes[keep]
+            present = np.bincount(kept, minlength=uniques.size) > 0
             levels = _levels(field, "incidents", uniques, present)
             where = {v: i for i, v in enumerate(levels)}
             lut = np.array([where.get(str(u), -1) for u in uniques], dtype=np.int64)
-            level_codes = lut[codes[keep]]
+            level_codes = lut[kept]
             flat = flat * len(levels) + np.maximum(level_codes, 0)
             shape.append(len(levels))
             all_levels.append(levels)
@@ -340,7 +414,7 @@ class _Engine:
         if not len(frame):
             z = np.zeros(self.S, dtype=np.int64)
             return z, z
-        undated = _months(frame[date_field]) == _NAT
+        undated = self.month_codes(frame_key, date_field) == _NAT
         out = (self._key(frame_key, date_field) < 0) & ~undated
         return (np.bincount(site[undated], minlength=self.S), np.bincount(site[out], minlength=self.S))
 
@@ -359,12 +433,10 @@ class _Engine:
                 raise ValueError("action statistics need today")
             today = _day_of(self.today)
             site = self._site_cache("actions")
-            status_codes, status_uniques = self.codes("actions", "status")
-            status = status_uniques.astype(str)[status_codes]
-            raised, due, completed = _days(a["raised_date"]), _days(a["due_date"]), _days(a["completed_date"])
-            is_done = status == "done"
-            is_open = np.isin(status, OPEN_STATUSES)
-            not_cancelled = status != "cancelled"
+            raised, due, completed = (self.days("actions", c) for c in ("raised_date", "due_date", "completed_date"))
+            is_done = self.mask("actions", {"status": ("done",)})
+            is_open = self.mask("actions", {"status": OPEN_STATUSES})
+            not_cancelled = ~self.mask("actions", {"status": ("cancelled",)})
             out = {
                 "opened": self.count("actions", "raised_date"),
                 "done": self.count("actions", "completed_date", is_done),
@@ -418,11 +490,12 @@ class _Engine:
             raise ValueError("action statistics need today")
         site = self._site_cache("actions")
         codes, uniques = self.codes("actions", "status")
-        status = uniques.astype(str)[codes]
+        by_value = np.bincount(site * uniques.size + codes, minlength=S * uniques.size).reshape(S, uniques.size)
+        names = uniques.astype(str)
         for s in statuses:
-            out[s] = np.bincount(site[status == s], minlength=S)
-        due = _days(a["due_date"])
-        overdue = np.isin(status, OPEN_STATUSES) & (due != _NAT) & (due < _day_of(self.today))
+            out[s] = by_value[:, names == s].sum(axis=1)
+        due = self.days("actions", "due_date")
+        overdue = self.mask("actions", {"status": OPEN_STATUSES}) & (due != _NAT) & (due < _day_of(self.today))
         out["overdue"] = np.bincount(site[overdue], minlength=S)
         out["total"] = np.bincount(site, minlength=S)
         return out
@@ -456,16 +529,14 @@ class _Engine:
     # measures -----------------------------------------------------------------
     def measure_parts(self, measure: M.Measure) -> tuple[np.ndarray, np.ndarray | None]:
         """S x M numerator, and denominator for share/percent/rate (None for counts)."""
-        ck = ("measure", measure.name, measure.frame, measure.statistic,
-              tuple(sorted((k, tuple(v)) for k, v in measure.where.items())),
-              None if measure.of is None else tuple(sorted((k, tuple(v)) for k, v in measure.of.items())),
-              measure.kind)
+        ck = ("measure", measure.name, measure.frame, measure.statistic, _where_key(measure.where),
+              _where_key(measure.of), measure.kind)
         if ck in self._cache:
             return self._cache[ck]
         if measure.frame == "incidents":
-            num = self.count("incidents", "occurred_at", self.mask("incidents", measure.where))
+            num = self.count_where("incidents", "occurred_at", measure.where)
             if measure.kind in ("share", "percent"):
-                den = self.count("incidents", "occurred_at", self.mask("incidents", measure.of))
+                den = self.count_where("incidents", "occurred_at", measure.of)
             elif measure.kind == "rate":
                 den = self.exposure_matrix()[0]
             else:
@@ -514,6 +585,11 @@ class _Engine:
         return _ratio(total_num.astype(float), total_expo, PER), total_expo
 
 
+def _where_key(where: Mapping[str, Sequence[str]] | None) -> tuple | None:
+    """A ``field -> allowed values`` filter as a cache key."""
+    return tuple(sorted((k, tuple(v)) for k, v in where.items())) if where else None
+
+
 def _ratio(num: np.ndarray, den: np.ndarray, scale: float) -> np.ndarray:
     """num / den * scale; NaN (never inf) where den is 0 or missing."""
     den = np.asarray(den, dtype=float)
@@ -529,12 +605,15 @@ def _engine(incidents, actions=None, exposure=None, *, months=None, today=None, 
     if actions is None or (not len(actions) and "status" not in actions.columns):
         actions = empty_frame("actions")
     today_ts = None if today is None else _today(today)
-    dates = [incidents["occurred_at"]] if "occurred_at" in incidents.columns else []
-    if span_actions and actions is not None and len(actions):
-        dates += [actions[c] for c in ("raised_date", "completed_date") if c in actions.columns]
-    idx = resolve_months(months, *dates, today=today_ts)
+    spanned = [("incidents", "occurred_at")] if "occurred_at" in incidents.columns else []
+    if span_actions and len(actions):
+        spanned += [("actions", c) for c in ("raised_date", "completed_date") if c in actions.columns]
+    frames = {"incidents": incidents, "actions": actions}
+    # the month codes of the spanning dates are the engine's too: each column converted once
+    dates = {("months", key, c): _months(frames[key][c]) for key, c in spanned if len(frames[key])}
+    idx = resolve_months(months) if months is not None else _span(list(dates.values()), today_ts)
     return _Engine(incidents, actions, exposure, months=idx, today=today_ts, site_col=site_col,
-                   sites=sites, settings=settings)
+                   sites=sites, settings=settings, dates=dates)
 
 
 def _index(eng: _Engine) -> pd.Index:
@@ -707,23 +786,34 @@ _SPC_TEXT = ("point_type", "rule")
 _SPC_JSON = ("mean", "lpl", "upl", "near_lpl", "near_upl", "point_type", "rule", "segment")
 
 
+class _ChartRows(NamedTuple):
+    """The XmR charts of every row (site) of one measure, and ``to_dict``'s pieces of each row, made at once."""
+
+    columns: dict[str, np.ndarray]  # xmr column -> R x M matrix (NaN/None where the row has no value)
+    signals: list[str]
+    latest: list[int | None]  # position of each row's latest month with a value
+    lists: dict[str, list]  # "values", "points", "rate" and the SPC JSON columns -> one item per row
+
+
 @dataclass(eq=False)
 class MeasureResult:
     """One key measure: its monthly values, their XmR chart and the plain-English signal.
 
     Attributes: ``name``, ``label``, ``kind`` (count | share | percent | rate),
     ``improvement`` (increase | decrease | neutral), ``months`` (the month
-    index), ``signal`` (e.g. "falls with harm: 7 months in a row above average
-    (concern)"), ``latest_point_type`` (point_type of the latest month with a
-    value; None when there is none), ``trial_limits`` (the latest limits rest on
-    fewer than 12 points, or there are no points), ``rate_unit``.  Properties
+    index), ``values``, ``rate_unit``.  Properties ``signal`` (e.g. "falls with
+    harm: 7 months in a row above average (concern)"), ``latest_point_type``
+    (point_type of the latest month with a value; None when there is none),
+    ``trial_limits`` (the latest limits rest on fewer than 12 points, or there
+    are no points), ``chart`` (xmr column -> array aligned with the months),
     ``series`` (value per month; NaN where there is no value: no reports for a
     share, nothing due for the on-time percentage, a month after today),
     ``spc`` (the :func:`addin.spc.xmr` columns indexed by month, NaN/None rows
     where the value is NaN), ``rate`` (per 1,000 exposure units, or None) and
-    ``latest_month``.  The values are kept as arrays and the frames built on
-    demand, and ``to_dict``'s lists are made for every site's chart at once
-    (``json_lists``), so summaries of many sites stay cheap.
+    ``latest_month``.  A result is one row of its measure's charts of every
+    site (``charts``, ``row``), whose arrays and JSON lists are made once for
+    all sites, and the frames are built on demand, so summaries of many sites
+    stay cheap.
     """
 
     name: str
@@ -732,14 +822,32 @@ class MeasureResult:
     improvement: str
     months: pd.DatetimeIndex
     values: np.ndarray
-    chart: dict  # xmr column -> array aligned with months
-    signal: str
-    latest_point_type: str | None
-    trial_limits: bool
+    charts: _ChartRows = field(repr=False)
+    row: int
     rate_values: np.ndarray | None = None
     rate_unit: str | None = None
-    latest_index: int | None = None  # position of the latest month with a value
-    json_lists: dict = field(default_factory=dict, repr=False)  # to_dict's "values", SPC columns and "rate"
+
+    @property
+    def chart(self) -> dict[str, np.ndarray]:
+        return {c: self.charts.columns[c][self.row] for c in _SPC_COLUMNS}
+
+    @property
+    def signal(self) -> str:
+        return self.charts.signals[self.row]
+
+    @property
+    def latest_index(self) -> int | None:
+        return self.charts.latest[self.row]
+
+    @property
+    def latest_point_type(self) -> str | None:
+        i = self.latest_index
+        return None if i is None else str(self.charts.columns["point_type"][self.row, i])
+
+    @property
+    def trial_limits(self) -> bool:
+        i = self.latest_index
+        return True if i is None else bool(self.charts.columns["trial"][self.row, i])
 
     @property
     def series(self) -> pd.Series:
@@ -747,7 +855,7 @@ class MeasureResult:
 
     @property
     def spc(self) -> pd.DataFrame:
-        return pd.DataFrame({c: self.chart[c] for c in _SPC_COLUMNS}, index=self.months)
+        return pd.DataFrame(self.chart, index=self.months)
 
     @property
     def rate(self) -> pd.Series | None:
@@ -776,11 +884,11 @@ class MeasureResult:
         special_cause_concern / special_cause_neutral_high / _low; ``rule`` is
         "" for common cause (None where there is no value).
         """
-        i = self.latest_index
-        rule = None if i is None else self.chart["rule"][i]
+        i, r = self.latest_index, self.row
+        rule = None if i is None else self.charts.columns["rule"][r, i]
         labels = _month_labels(self.months)  # (cached: one list for every result of a summary)
-        lists = self.json_lists
-        values = list(lists["values"])
+        lists = self.charts.lists
+        values = list(lists["values"][r])  # (copies: results, and summaries, never share a list)
         return {
             "name": self.name, "label": self.label, "kind": self.kind, "improvement": self.improvement,
             "signal": self.signal, "latest_month": None if i is None else labels[i],
@@ -788,12 +896,12 @@ class MeasureResult:
             "latest_point_type": self.latest_point_type,
             "latest_rule": rule or None,
             "latest_rule_description": None if rule is None else RULE_DESCRIPTIONS.get(rule),
-            "trial_limits": bool(self.trial_limits), "points": lists["points"],
+            "trial_limits": self.trial_limits, "points": lists["points"][r],
             "months": labels,
             "values": values,
-            "spc": {c: list(lists[c]) for c in _SPC_JSON},
+            "spc": {c: list(lists[c][r]) for c in _SPC_JSON},
             "rate": None if self.rate_values is None else {"unit": self.rate_unit, "per": PER,
-                                                           "values": list(lists["rate"])},
+                                                           "values": list(lists["rate"][r])},
         }
 
 
@@ -839,9 +947,10 @@ def _jlist(arr) -> list:
     return arr.tolist()
 
 
-def _charts(values: np.ndarray, measure: M.Measure, spc_options: Mapping[str, Any] | None) -> list[tuple]:
-    """XmR chart of each row of ``values`` (R x M): per row its columns (aligned with the months),
-    signal, latest position with a value (None when none) and ``to_dict``'s JSON lists.
+def _charts(values: np.ndarray, measure: M.Measure, spc_options: Mapping[str, Any] | None,
+            rates: np.ndarray | None = None) -> list[tuple[_ChartRows, int]]:
+    """XmR chart of each row of ``values`` (R x M), as (charts, row) of every row; ``rates`` (R x M) go
+    into the charts' JSON lists.
 
     Rows are charted in ONE :func:`addin.spc.xmr_columns` call, each row's points a
     rebase segment of their own: spc.md has limits, runs and trends computed
@@ -850,43 +959,37 @@ def _charts(values: np.ndarray, measure: M.Measure, spc_options: Mapping[str, An
     asks for its own ``rebase_at``, rows are charted one by one instead.
     Missing values (NaN) are left out of the chart (their rows are NaN/None).
     """
-    values = np.atleast_2d(np.asarray(values, dtype=float))
     R, n = values.shape
-    valid = np.isfinite(values)
-    counts = valid.sum(axis=1)
     options = dict(spc_options or {})
     if options.get("rebase_at") is not None and R > 1:
-        out = []
-        for r in range(R):
-            out.extend(_charts(values[r:r + 1], measure, options))
-        return out
+        return [pair for r in range(R)
+                for pair in _charts(values[r:r + 1], measure, options, None if rates is None else rates[r:r + 1])]
+    valid = np.isfinite(values)
+    counts = valid.sum(axis=1)
     ends = np.cumsum(counts)
     starts = ends - counts
     if options.get("rebase_at") is None:
         options["rebase_at"] = [int(x) for x in starts[(counts > 0)][1:]] or None
     chart = xmr_columns(values[valid], improvement=measure.improvement, **options)
     # each column as an R x M matrix: the chart's points are the valid cells, row by row
-    full_cols = {}
+    columns = {}
     for c in _SPC_COLUMNS:
         mat = np.full((R, n), None, dtype=object) if c in _SPC_TEXT or c == "trial" else np.full((R, n), np.nan)
         mat[valid] = chart[c]
-        full_cols[c] = mat
+        columns[c] = mat
     first_segment = np.zeros(R)
     nonempty = counts > 0
     first_segment[nonempty] = chart["segment"][starts[nonempty]]
-    full_cols["segment"] = full_cols["segment"] - first_segment[:, None]  # numbered within the row
-    lists = {c: _jlist(full_cols[c]) for c in _SPC_JSON}  # to_dict's lists, every row's at once
+    columns["segment"] = columns["segment"] - first_segment[:, None]  # numbered within the row
+    lists = {c: _jlist(columns[c]) for c in _SPC_JSON}  # to_dict's lists, every row's at once
     lists["values"] = _jlist(values)
-    latest = np.where(nonempty, n - 1 - np.argmax(valid[:, ::-1], axis=1), -1).tolist() if n else [-1] * R
-    points = counts.tolist()
-    out = []
-    for r in range(R):
-        a, b = int(starts[r]), int(ends[r])
-        signal = describe_arrays({c: chart[c][a:b] for c in _DESCRIBE}, measure.label)
-        row_lists = {c: rows[r] for c, rows in lists.items()} | {"points": points[r]}
-        out.append(({c: full_cols[c][r] for c in _SPC_COLUMNS}, signal, None if latest[r] < 0 else latest[r],
-                    row_lists))
-    return out
+    lists["points"] = counts.tolist()
+    lists["rate"] = None if rates is None else _jlist(rates)
+    latest = n - 1 - np.argmax(valid[:, ::-1], axis=1) if n else np.zeros(R, dtype=int)
+    signals = [describe_arrays({c: chart[c][a:b] for c in _DESCRIBE}, measure.label)
+               for a, b in zip(starts.tolist(), ends.tolist())]
+    rows = _ChartRows(columns, signals, [int(i) if k else None for i, k in zip(latest, nonempty)], lists)
+    return [(rows, r) for r in range(R)]
 
 
 _DESCRIBE = ("value", "segment", "trial", "rule", "direction", "upl", "lpl", "mean", "near_upl", "near_lpl",
@@ -898,19 +1001,14 @@ def _measure_results(measure: M.Measure, months: pd.DatetimeIndex, values: np.nd
                      spc_options: Mapping[str, Any] | None = None) -> list[MeasureResult]:
     """One MeasureResult per row of ``values`` (R x M); ``rates`` (R x M) where the row's unit is known."""
     values = np.atleast_2d(np.asarray(values, dtype=float))
-    rate_lists = None if rates is None else _jlist(np.atleast_2d(rates))
+    rates = None if rates is None else np.atleast_2d(np.asarray(rates, dtype=float))
     out = []
-    for r, (full, signal, last, lists) in enumerate(_charts(values, measure, spc_options)):
+    for r, (charts, row) in enumerate(_charts(values, measure, spc_options, rates)):
         unit = rate_units[r] if rates is not None and r < len(rate_units) else None
-        if unit is not None:
-            lists["rate"] = rate_lists[r]
         out.append(MeasureResult(
             name=measure.name, label=measure.label, kind=measure.kind, improvement=measure.improvement,
-            months=months, values=values[r], chart=full, signal=signal,
-            latest_point_type=None if last is None else str(full["point_type"][last]),
-            trial_limits=True if last is None else bool(full["trial"][last]),
-            rate_values=None if unit is None else np.asarray(rates[r], dtype=float), rate_unit=unit,
-            latest_index=last, json_lists=lists,
+            months=months, values=values[r], charts=charts, row=row,
+            rate_values=None if unit is None else rates[r], rate_unit=unit,
         ))
     return out
 
@@ -1154,13 +1252,9 @@ def _parts(eng: _Engine, measures: list[M.Measure], *, per_site_spc: bool, area:
     if len(eng.incidents) and not set(COUNT_FIELDS) <= set(eng.incidents.columns):
         raise ValueError(f"the incidents frame needs columns {COUNT_FIELDS}")
     cube, levels = eng.cube(COUNT_FIELDS)
-    near = eng.mask("incidents", {"event_type": ("near_miss",)})
-    inc = eng.mask("incidents", {"event_type": ("incident",)})
-    harm = M.get("incidents_with_harm").where
-    event = {"all": eng.count("incidents", "occurred_at"),
-             "near_miss": eng.count("incidents", "occurred_at", near),
-             "incident": eng.count("incidents", "occurred_at", inc),
-             "with_harm": eng.count("incidents", "occurred_at", eng.mask("incidents", harm))}
+    wheres = {"all": None, "near_miss": {"event_type": ("near_miss",)}, "incident": {"event_type": ("incident",)},
+              "with_harm": M.get("incidents_with_harm").where}
+    event = {k: eng.count_where("incidents", "occurred_at", where) for k, where in wheres.items()}
     if not len(eng.incidents):
         event = {k: np.zeros((eng.S, eng.M), dtype=np.int64) for k in event}
     undated, outside = eng.outside("incidents", "occurred_at")
@@ -1250,6 +1344,27 @@ def area_summary(frames, sites: Mapping[str, Any], *, today, months=None,
     sites share one unit.  ``per_site_spc=False`` leaves the per-site
     ``key_measures`` empty (SPC is the costly part: one chart per measure and site).
     """
+    with _gc_paused():
+        return _area_summary(frames, sites, today=today, months=months, directions=directions, measures=measures,
+                             site_col=site_col, per_site_spc=per_site_spc, spc_options=spc_options)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a summary is built: its lists and dicts are a hundred
+    thousand new containers (none in a cycle) that each collection walks again and again, which
+    took a quarter of a 200-site summary's time.  Collection resumes (if it was on) afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _area_summary(frames, sites: Mapping[str, Any], *, today, months, directions, measures, site_col: str,
+                  per_site_spc: bool, spc_options) -> dict:
     incidents, actions, exposure, _ = _frames(frames)
     settings, names = {}, {}
     for code, value in sites.items():
