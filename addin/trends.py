@@ -790,6 +790,7 @@ class _ChartRows(NamedTuple):
     """The XmR charts of every row (site) of one measure, and ``to_dict``'s pieces of each row, made at once."""
 
     columns: dict[str, np.ndarray]  # xmr column -> R x M matrix (NaN/None where the row has no value)
+    labels: list[str]  # the months, "YYYY-MM"
     signals: list[str]
     latest: list[int | None]  # position of each row's latest month with a value
     lists: dict[str, list]  # "values", "points", "rate" and the SPC JSON columns -> one item per row
@@ -886,9 +887,9 @@ class MeasureResult:
         """
         i, r = self.latest_index, self.row
         rule = None if i is None else self.charts.columns["rule"][r, i]
-        labels = _month_labels(self.months)  # (cached: one list for every result of a summary)
+        labels = list(self.charts.labels)  # (copies: results, and summaries, never share a list)
         lists = self.charts.lists
-        values = list(lists["values"][r])  # (copies: results, and summaries, never share a list)
+        values = list(lists["values"][r])
         return {
             "name": self.name, "label": self.label, "kind": self.kind, "improvement": self.improvement,
             "signal": self.signal, "latest_month": None if i is None else labels[i],
@@ -947,7 +948,7 @@ def _jlist(arr) -> list:
     return arr.tolist()
 
 
-def _charts(values: np.ndarray, measure: M.Measure, spc_options: Mapping[str, Any] | None,
+def _charts(values: np.ndarray, months: pd.DatetimeIndex, measure: M.Measure, spc_options: Mapping[str, Any] | None,
             rates: np.ndarray | None = None) -> list[tuple[_ChartRows, int]]:
     """XmR chart of each row of ``values`` (R x M), as (charts, row) of every row; ``rates`` (R x M) go
     into the charts' JSON lists.
@@ -963,7 +964,8 @@ def _charts(values: np.ndarray, measure: M.Measure, spc_options: Mapping[str, An
     options = dict(spc_options or {})
     if options.get("rebase_at") is not None and R > 1:
         return [pair for r in range(R)
-                for pair in _charts(values[r:r + 1], measure, options, None if rates is None else rates[r:r + 1])]
+                for pair in _charts(values[r:r + 1], months, measure, options,
+                                    None if rates is None else rates[r:r + 1])]
     valid = np.isfinite(values)
     counts = valid.sum(axis=1)
     ends = np.cumsum(counts)
@@ -988,7 +990,8 @@ def _charts(values: np.ndarray, measure: M.Measure, spc_options: Mapping[str, An
     latest = n - 1 - np.argmax(valid[:, ::-1], axis=1) if n else np.zeros(R, dtype=int)
     signals = [describe_arrays({c: chart[c][a:b] for c in _DESCRIBE}, measure.label)
                for a, b in zip(starts.tolist(), ends.tolist())]
-    rows = _ChartRows(columns, signals, [int(i) if k else None for i, k in zip(latest, nonempty)], lists)
+    rows = _ChartRows(columns, _month_labels(months), signals,
+                      [int(i) if k else None for i, k in zip(latest, nonempty)], lists)
     return [(rows, r) for r in range(R)]
 
 
@@ -1003,7 +1006,7 @@ def _measure_results(measure: M.Measure, months: pd.DatetimeIndex, values: np.nd
     values = np.atleast_2d(np.asarray(values, dtype=float))
     rates = None if rates is None else np.atleast_2d(np.asarray(rates, dtype=float))
     out = []
-    for r, (charts, row) in enumerate(_charts(values, measure, spc_options, rates)):
+    for r, (charts, row) in enumerate(_charts(values, months, measure, spc_options, rates)):
         unit = rate_units[r] if rates is not None and r < len(rate_units) else None
         out.append(MeasureResult(
             name=measure.name, label=measure.label, kind=measure.kind, improvement=measure.improvement,
