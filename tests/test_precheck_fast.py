@@ -94,6 +94,7 @@ ODDITIES = {
     "doctype": sheet(rows_of([cell("A1")]), head=HEAD.replace(b"<worksheet", b"<!DOCTYPE w><worksheet")),
     "entity lower case": sheet(rows_of([cell("A1")]), head=HEAD + b'<!entity x "y">'),
     "doctype spaced": sheet(rows_of([cell("A1")]), tail=b"<! \n DocType w>" + TAIL),
+    "doctype in sheetData": sheet(rows_of([cell("A1")]) + b"<!DOCTYPE w>"),
     # references beyond the limits, the usual way
     "column beyond": with_cell(cell("CC1")),
     "far corner": with_cell(cell("XFD1048576")),
@@ -110,6 +111,8 @@ ODDITIES = {
     "tab before r": with_cell(b'<c\tr="CC1"><v>1</v></c>'),
     "newline before r": with_cell(b'<c s="1"\nr="CC1"><v>1</v></c>'),
     "vertical tab before R": with_cell(b'<c s="1"\x0bR="CC1"><v>1</v></c>'),
+    "tab before r on a row": sheet(b'<row r="1"\tr="CC1"><c r="A1"><v>1</v></c></row>'),
+    "reference attribute misspelt": with_cell(b'<c rr="B1"><v>1</v></c>'),
     "upper-case R": with_cell(b'<c R="CC1"><v>1</v></c>'),
     "upper-case R on a row": sheet(b'<row r="1" R="CC1"><c r="A1"><v>1</v></c></row>'),
     "space before = outside a cell": sheet(rows_of([cell("A1")]), tail=b'<x r ="XFD9"/>' + TAIL),
@@ -163,6 +166,9 @@ PLAIN = {
     "prefixed cell with its reference": with_cell(b'<x:c r="B1"><x:v>1</x:v></x:c>'),  # no "<c" to walk
     "sheetData not closed": HEAD + b"<sheetData>" + rows_of([cell("A1")]),
     "text with odd words": with_cell(b'<c r="B1" t="inlineStr"><is><t>:row, \'s\', "s", sheetData</t></is></c>'),
+    # sheetData the cheaper looks cannot tell (white space, "!"), which the full scan then finds plain
+    "text with a line break and a !": with_cell(b'<c r="B1" t="inlineStr"><is><t>Fell!\r\nRoom 2 </t></is></c>'),
+    "formula with a tab": with_cell(b'<c r="B1"><f>A1\t*2</f><v>2</v></c>'),
 }
 
 
@@ -188,6 +194,51 @@ def test_the_refusals_of_plain_sheets_are_the_exact_ones():
     assert "reaches row 50,001" in looked_up(PLAIN["row number with leading zeros"])[1]
     assert looked_up(PLAIN["50,000 rows"]) == ((3, 3), [])  # the dimension's rows: every row is numbered 1
     assert looked_up(PLAIN["row 50,000"]) == ((50_000, 3), [])
+
+
+# --- the cheaper looks at sheetData ---------------------------------------------------------------------------
+# Each look of _plain_sheet_data, and a crafted oddity that it alone catches: without that look, the oddity
+# would be taken as plain (test_each_oddity_takes_the_exact_checks would fail).
+
+def sheet_data(xml: bytes) -> tuple[int, int]:
+    start = xml.find(b"<sheetData")
+    end = xml.rfind(b"</sheetData>")
+    return start, len(xml) if end < start else end
+
+
+LOOKS = {
+    "no !": lambda xml, start, end: xml.find(b"!", start, end) < 0,
+    "no white space but spaces": lambda xml, start, end: min(xml[start:end]) >= 0x20,
+    "every <c followed by r": lambda xml, start, end: (reader._count(xml, b"<c", start, end)
+                                                       == reader._count(xml, b"<c r", start, end)),
+    **{f"RE2 {pattern[:12]}": (lambda xml, start, end, pattern=pattern:
+                               not reader._re2_found(xml, pattern, start=start, end=end))
+       for pattern in reader._RE2_PLAIN_DATA_ODD},
+}
+CAUGHT_ONLY_BY = dict(zip(LOOKS, ["doctype in sheetData", "tab before r on a row", "cell without reference",
+                                  "lower-case letters", "prefixed row", "formula without value"]))
+
+
+def test_the_looks_are_the_ones_tested():
+    assert len(LOOKS) == 6
+    for name in PLAIN:
+        if name not in ("text with a line break and a !", "formula with a tab"):
+            assert all(look(PLAIN[name], *sheet_data(PLAIN[name])) for look in LOOKS.values()), name
+    assert reader._plain_sheet_data(CLEAN, *sheet_data(CLEAN))
+
+
+@pytest.mark.parametrize("look", list(LOOKS))
+def test_each_look_alone_catches_an_oddity(look):
+    xml = ODDITIES[CAUGHT_ONLY_BY[look]]
+    start, end = sheet_data(xml)
+    assert [name for name, other in LOOKS.items() if not other(xml, start, end)] == [look]
+    assert not reader._plain_sheet_data(xml, start, end)
+
+
+@pytest.mark.parametrize("name", ["text with a line break and a !", "formula with a tab"])
+def test_sheet_data_the_looks_cannot_tell_gets_the_full_scan(name):
+    xml = PLAIN[name]
+    assert not reader._plain_sheet_data(xml, *sheet_data(xml)) and reader._is_plain_sheet(xml)
 
 
 # --- random sheets ----------------------------------------------------------------------------------------------
@@ -222,16 +273,20 @@ def random_sheet(rng: random.Random) -> bytes:
 
 def test_random_sheets_get_the_exact_answers():
     rng = random.Random(20261105)
-    plain = differing = 0
+    plain = differing = looked_plain = 0
     for _ in range(2000):
         xml = random_sheet(rng)
         is_plain, differ = assert_same_as_exact(xml)
-        assert reader._count_rows(xml) == xml.count(b"<row")
+        assert reader._count(xml, b"<row") == xml.count(b"<row")
+        start, end = sheet_data(xml)
+        if start >= 0 and reader._plain_sheet_data(xml, start, end):  # the looks prove what the full scan finds
+            looked_plain += 1
+            assert not reader._re2_found(xml, reader._RE2_ODD_CELLS, start=start, end=end)
         assert xml.count(b'"s"') + xml.count(b"'s'") <= len(xml) // 3  # the bound _check_text_volume takes first
         plain += is_plain
         differing += differ
     # Both kinds were met often: the look-ups answer differently for many sheets that are not plain.
-    assert plain > 500 and differing > 200, (plain, differing)
+    assert plain > 500 and differing > 200 and looked_plain > 300, (plain, differing, looked_plain)
 
 
 def test_not_followed_by_is_a_negative_lookahead():
@@ -253,11 +308,19 @@ def test_re2_found_looks_only_between_start_and_end():
 
 def test_count_rows_counts_as_bytes_count_does():
     for xml in (b"", b"<ro", b"<row", b"x<row", b"<row<row", b"<rowx<row" * 7, bytes(range(256)) * 3 + b"<row"):
-        assert reader._count_rows(xml) == xml.count(b"<row")
+        assert reader._count(xml, b"<row") == xml.count(b"<row")
+        start, end = sheet_data(xml)
+        if start >= 0 and reader._plain_sheet_data(xml, start, end):  # the looks prove what the full scan finds
+            looked_plain += 1
+            assert not reader._re2_found(xml, reader._RE2_ODD_CELLS, start=start, end=end)
     rng = np.random.default_rng(3)
     for _ in range(50):
         xml = bytes(rng.choice(np.frombuffer(b"<row", dtype=np.uint8), size=int(rng.integers(0, 400))))
-        assert reader._count_rows(xml) == xml.count(b"<row")
+        assert reader._count(xml, b"<row") == xml.count(b"<row")
+        start, end = sheet_data(xml)
+        if start >= 0 and reader._plain_sheet_data(xml, start, end):  # the looks prove what the full scan finds
+            looked_plain += 1
+            assert not reader._re2_found(xml, reader._RE2_ODD_CELLS, start=start, end=end)
 
 
 # --- whole workbooks --------------------------------------------------------------------------------------------
