@@ -147,19 +147,38 @@ def stored_frames(site_code: str, tables: Mapping) -> dict[str, pd.DataFrame] | 
 
     None when a row has no excel row (the database's order of those differs between backends).
     """
+    arrow = stored_tables(site_code, tables)
+    return None if arrow is None else {t: arrow[t].to_pandas().astype(_EMPTY[t].dtypes.to_dict()) for t in arrow}
+
+
+def stored_tables(site_code: str, tables: Mapping) -> dict[str, pa.Table] | None:  # noqa: ANN001
+    """:func:`stored_frames` as the Arrow tables a snapshot keeps (what ``pa.Table.from_pandas`` makes of
+    them, schema and pandas metadata included), built from the Arrow columns without pandas in between.
+
+    None when a row has no excel row (the database's order of those differs between backends).
+    """
     out = {}
     for table, rows in tables.items():
         names, order, dtypes = _layout(table)
         excel_rows = rows.arrays["excel_row"]
         if excel_rows.null_count:
             return None
-        data = {"site_code": [site_code] * len(rows), **{n: rows.arrays[n] for n in names}, "_row": excel_rows}
-        frame = typed_columns(data, dtypes)[order]
-        steps = np.diff(excel_rows.to_numpy())
-        if (steps < 0).any():
-            frame = frame.sort_values("_row", kind="stable", ignore_index=True)
-        out[table] = frame
+        schema = _SNAPSHOT_SCHEMA[table]
+        given = {"site_code": pa.array([site_code] * len(rows), pa.string()), **{n: rows.arrays[n] for n in names},
+                 "_row": excel_rows}
+        data = pa.Table.from_arrays([_snapshot_column(given[name], schema.field(name).type, dtypes.get(name, "str"))
+                                     for name in order], schema=schema)
+        if (np.diff(excel_rows.to_numpy()) < 0).any():  # stable, as sort_values(kind="stable") is
+            data = data.take(pa.array(np.argsort(data["_row"].to_numpy(), kind="stable")))
+        out[table] = data
     return out
+
+
+def _snapshot_column(values: pa.Array, arrow_type: pa.DataType, dtype: str) -> pa.Array:
+    """One Arrow column of an upload as the snapshot stores it; via pandas when not of the usual type."""
+    if not _ARROW_OF.get(dtype, lambda _: False)(values.type):
+        return pa.array(_typed(values.to_pylist(), dtype), type=arrow_type, from_pandas=True)
+    return values.cast(arrow_type)
 
 
 def _current_rows(session: Session, wanted: Mapping[str, list[str] | None], *, area: str | None,
@@ -198,11 +217,11 @@ def warm_snapshot(result) -> None:  # noqa: ANN001 - server.ingest.IngestResult
 
     site_code = submission.site.code  # here, in the request: the background thread has no session
 
-    def load(sid: int) -> dict[str, pd.DataFrame]:
+    def load(sid: int) -> dict[str, pd.DataFrame | pa.Table]:
         if result.stored is not None:  # just stored: made from the rows in hand, not read back
-            frames = stored_frames(site_code, result.stored.tables())
-            if frames is not None:
-                return frames
+            tables = stored_tables(site_code, result.stored.tables())
+            if tables is not None:
+                return tables
         with db.sessions() as session:
             return submission_frames(session, sid)
 
@@ -234,6 +253,7 @@ def _store():  # noqa: ANN202 - server.snapshots.SnapshotStore | None
 
 
 _EMPTY = {table: empty_rows_frame(table) for table in _TABLE_OF}  # (concat_frames copies, never changes them)
+_SNAPSHOT_SCHEMA = {table: pa.Schema.from_pandas(frame, preserve_index=False) for table, frame in _EMPTY.items()}
 
 
 def incidents_frame(session: Session, *, area: str | None = None, site: str | None = None,

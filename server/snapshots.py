@@ -34,7 +34,7 @@ MEMORY_ROWS = 2_000_000  # about 1 GB of typed rows at most; a provider of 200 s
 FOLDER = "snapshots"
 FORMAT = 1  # bump when the stored columns or types change: files of another format are made again
 
-Loader = Callable[[int], dict[str, pd.DataFrame]]  # submission id -> {table: typed frame}
+Loader = Callable[[int], dict[str, pd.DataFrame | pa.Table]]  # submission id -> {table: typed frame or its table}
 # A submission is named by its id AND its content hash: an instance folder kept while the database
 # is replaced (a new SQLite file, a move to PostgreSQL) then never serves another database's rows.
 Key = tuple[int, str]
@@ -65,7 +65,8 @@ class SnapshotStore:
             if found is None:
                 found = self._from_file(key)
                 if found is None:
-                    found = {k: _to_arrow(frame) for k, frame in load(key[0]).items()}
+                    found = {k: made if isinstance(made, pa.Table) else _to_arrow(made)
+                             for k, made in load(key[0]).items()}
                     self._to_file(key, found)
                 self._keep(key, found)
             out.append(found)

@@ -9,6 +9,7 @@ from pathlib import Path
 import openpyxl
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -16,7 +17,10 @@ from sqlalchemy import event
 
 from server import create_app
 from server.db import get_db
-from server.queries import _rows_frame, current_frames, stored_frames, submission_frames, wait_for_snapshots
+from server import snapshots
+from server.queries import (
+    _rows_frame, current_frames, stored_frames, stored_tables, submission_frames, wait_for_snapshots,
+)
 from server.snapshots import FOLDER
 
 from .support import send_three_sites, site_token, upload
@@ -170,6 +174,26 @@ def test_the_snapshot_made_from_the_stored_rows_equals_reading_them_back(app: Fl
     with get_db(app).sessions() as session:
         read_back = submission_frames(session, response.get_json()["submission_id"])
     assert made is not None and set(made) == set(read_back) == set(TABLES)
+    tables = stored_tables("OAK", parsed.tables())
     for table in TABLES:
         pd.testing.assert_frame_equal(made[table], read_back[table], obj=table)
+        # and the Arrow table the snapshot keeps is what the database's rows make, metadata and all
+        expected = snapshots._to_arrow(read_back[table])
+        assert tables[table].equals(expected, check_metadata=True), table
     assert_same(app)
+
+
+def test_rows_stored_out_of_order_are_kept_in_excel_row_order_stably() -> None:
+    from server import ingest
+    from workbook_templates.contract import EXPOSURE_FIELDS
+
+    frame = pd.DataFrame({"month": pd.to_datetime(["2026-01-01", "2026-02-01", "2026-03-01", "2026-04-01"]),
+                          "_row": pd.array([9, 7, 7, 3], dtype="Int64")})
+    rows = ingest.normalise_frame(frame, EXPOSURE_FIELDS)
+    table = stored_tables("OAK", {"exposure": rows})["exposure"]
+    assert table["_row"].to_pylist() == [3, 7, 7, 9]
+    assert [d.month for d in table["month"].to_pylist()] == [4, 2, 3, 1]  # the two row 7s as they came
+    assert table.schema.equals(snapshots._to_arrow(stored_frames("OAK", {"exposure": rows})["exposure"]).schema,
+                               check_metadata=True)
+    rows.arrays["excel_row"] = pa.array([9, None, 7, 3])
+    assert stored_tables("OAK", {"exposure": rows}) is None  # a row without its excel row: read back instead
