@@ -270,20 +270,33 @@ def overdue_actions(actions: pd.DataFrame, *, today: dt.date) -> list[dict]:
         return []
     from addin.reader import overdue
 
-    late = actions[overdue(actions, today).to_numpy(dtype=bool)].copy()  # (the few late rows, not all)
-    late["days_overdue"] = (pd.Timestamp(today) - late["due_date"]).dt.days
-    late = late.sort_values(["days_overdue", "site_code", "action_ref"], ascending=[False, True, True])
-    out = []
-    for row in late.to_dict("records"):
-        out.append({
-            "site_code": _text(row["site_code"]), "action_ref": _text(row.get("action_ref")),
-            "incident_refs": _text(row.get("incident_refs")), "action": _text(row.get("action")),
-            "action_type": _text(row.get("action_type")), "owner_role": _text(row.get("owner_role")),
-            "status": _text(row.get("status")),
-            "raised_date": None if pd.isna(row.get("raised_date")) else row["raised_date"].date().isoformat(),
-            "due_date": row["due_date"].date().isoformat(), "days_overdue": int(row["days_overdue"]),
-        })
-    return out
+    late = actions[overdue(actions, today).to_numpy(dtype=bool)]  # (the few late rows, not all)
+    late = late.assign(days_overdue=(pd.Timestamp(today) - late["due_date"]).dt.days).sort_values(
+        ["days_overdue", "site_code", "action_ref"], ascending=[False, True, True])
+    # each column read out once (a row at a time through pandas costs ~0.1 ms a row: 1,500 rows of 200 sites)
+    text = {name: _texts(late, name) for name in ("site_code", "action_ref", "incident_refs", "action", "action_type",
+                                                  "owner_role", "status")}
+    return [{"site_code": code, "action_ref": ref, "incident_refs": refs, "action": action, "action_type": kind,
+             "owner_role": owner, "status": status, "raised_date": raised_on, "due_date": due_on,
+             "days_overdue": days}
+            for code, ref, refs, action, kind, owner, status, raised_on, due_on, days
+            in zip(*text.values(), _dates(late, "raised_date"), _dates(late, "due_date"),
+                   late["days_overdue"].astype(int).tolist())]
+
+
+def _dates(frame: pd.DataFrame, name: str) -> list[str | None]:
+    """Each date of a column as "YYYY-MM-DD", None when missing (or when the frame has no such column)."""
+    if name not in frame.columns:
+        return [None] * len(frame)
+    return [None if day is pd.NaT else day.date().isoformat() for day in frame[name].tolist()]
+
+
+def _texts(frame: pd.DataFrame, name: str) -> list[str | None]:
+    """:func:`_text` of each value of a column."""
+    if name not in frame.columns:
+        return [None] * len(frame)
+    column = frame[name]
+    return [None if missing else str(value) for value, missing in zip(column.tolist(), column.isna().tolist())]
 
 
 # --- building ---------------------------------------------------------------------------------------
