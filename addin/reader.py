@@ -509,7 +509,7 @@ def _count(xml: bytes, needle: bytes, start: int = 0, end: int | None = None) ->
     """``xml.count(needle, start, end)`` for a needle of 1, 2 or 4 bytes, in numpy with the GIL released.
 
     The words at each of the needle's offsets are compared at once, several times faster than
-    bytes.count.  Exact for needles that cannot overlap themselves ("<row", "<c", "w"), as used.
+    bytes.count.  Exact for needles that cannot overlap themselves ("<row", "<c", "<c r"), as used.
     """
     end = len(xml) if end is None else end
     size = len(needle)
@@ -519,7 +519,7 @@ def _count(xml: bytes, needle: bytes, start: int = 0, end: int | None = None) ->
                for at in range(start, min(start + size, end)))
 
 
-def _last_row_number(xml: bytes, written: int | None = None) -> int:
+def _last_row_number(xml: bytes, written: int) -> int:
     at = xml.rfind(b'<row r="')
     last = _ROW_REF_FAST.match(xml, at) if at >= 0 else None
     if last is None:
@@ -794,9 +794,8 @@ def _plain_sheet_extent(sheet: str, xml: bytes) -> tuple[int, int]:
     is the dimension, the last row number and the number of rows.
     """
     rows, cols, far = _declared_extent(xml)
-    rows = max(rows, _last_row_number(xml))
-    # Only a number of rows beyond the limit counts; each "<row" holds a "w", and counting a byte is quicker.
-    written = _count(xml, b"<row") if _count(xml, b"w") > MAX_ROWS else 0
+    written = _count(xml, b"<row")
+    rows = max(rows, _last_row_number(xml, written))
     _refuse_beyond(sheet, far, rows, written)
     return rows, cols
 
