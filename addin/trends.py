@@ -471,10 +471,9 @@ class _Engine:
         start, stop, s = start[counted], stop[counted], site[counted]
         i_start = np.searchsorted(as_of, start, side="left")  # first month whose as-of day >= start
         i_stop = np.searchsorted(as_of, np.minimum(stop, big - 1), side="left")
-        delta = np.zeros((S, Mn + 1), dtype=np.int64)
-        np.add.at(delta, (s, i_start), 1)
-        np.add.at(delta, (s, i_stop), -1)
-        return np.cumsum(delta, axis=1)[:, :Mn]
+        starts = np.bincount(s * (Mn + 1) + i_start, minlength=S * (Mn + 1))
+        stops = np.bincount(s * (Mn + 1) + i_stop, minlength=S * (Mn + 1))
+        return np.cumsum((starts - stops).reshape(S, Mn + 1), axis=1)[:, :Mn]
 
     def actions_now(self) -> dict[str, np.ndarray]:
         """Per site: actions by status now, and overdue now (open or in progress, due before today)."""
