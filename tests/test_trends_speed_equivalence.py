@@ -6,7 +6,9 @@ so every float to its last bit) that :func:`addin.trends.area_summary` and
 synthetic areas built here in memory: sites of every setting, a listed site with no rows, a site
 of an unknown setting, a site found only in the frames, and a site of odd data (blank, unknown
 and missing codes, undated and far-off reports, zero, missing and doubled exposure, actions
-cancelled or done with no date).  No timing is asserted.
+cancelled or done with no date).  The fast building blocks (months through a table of days,
+site codes factorized per run) are compared with the plain ways they replace.  No timing is
+asserted.
 
 Regenerate (only when a summary is MEANT to change) with
 ``python -m tests.test_trends_speed_equivalence``.
@@ -139,6 +141,29 @@ def test_the_pinned_areas_have_what_they_are_meant_to_have():
     odd = summary["per_site"]["ODD"]["reports"]
     assert odd["undated"] == 1 and odd["outside_months"] >= 2
     assert {g["unit"] for g in summary["rates"]} == {"occupied_bed_days", "care_hours"}
+
+
+@pytest.mark.parametrize("dates", [
+    ["2026-01-31", None, "2025-12-01", "1969-12-31", "2026-02-28"],  # a table of the days spanned
+    ["2026-01-31", "2206-05-01", None, "1900-03-01"],  # far apart: converted directly
+    [None, None],
+])
+def test_months_of_days_are_numpys_months(dates):
+    days = pd.to_datetime(pd.Series(dates)).to_numpy().astype("datetime64[D]").astype(np.int64)
+    direct = days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    assert T._month_of_days(days).tolist() == direct.tolist()
+    assert T._months(pd.to_datetime(pd.Series(dates))).tolist() == direct.tolist()
+
+
+@pytest.mark.parametrize("dtype", ["str", object])
+def test_factorizing_site_codes_by_runs_is_factorizing_them_row_by_row(dtype):
+    runs = ["OAK"] * 30 + [None] * 9 + [""] * 8 + ["ELM"] * 20 + [" "] * 10 + ["OAK"] * 12 + ["not_recorded"] * 9
+    chunked = pd.concat([pd.Series(runs[:40], dtype=dtype), pd.Series(runs[40:], dtype=dtype)], ignore_index=True)
+    scattered = pd.Series(runs[::7] * 3, dtype=dtype)  # few runs: factorized row by row
+    for values in (pd.Series(runs, dtype=dtype), chunked, chunked.iloc[5:70], scattered, pd.Series([], dtype=dtype)):
+        codes, uniques = T._factorize_runs(values)
+        want_codes, want_uniques = T._factorize(values)
+        assert codes.tolist() == want_codes.tolist() and uniques.tolist() == want_uniques.tolist()
 
 
 if __name__ == "__main__":
