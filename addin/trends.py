@@ -1346,16 +1346,17 @@ def area_summary(frames, sites: Mapping[str, Any], *, today, months=None,
     sites share one unit.  ``per_site_spc=False`` leaves the per-site
     ``key_measures`` empty (SPC is the costly part: one chart per measure and site).
     """
-    with _gc_paused():
+    with gc_paused():
         return _area_summary(frames, sites, today=today, months=months, directions=directions, measures=measures,
                              site_col=site_col, per_site_spc=per_site_spc, spc_options=spc_options)
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while a summary is built: its lists and dicts are a hundred
     thousand new containers (none in a cycle) that each collection walks again and again, which
-    took a quarter of a 200-site summary's time.  Collection resumes (if it was on) afterwards."""
+    took a quarter of a 200-site summary's time.  Collection resumes (if it was on) afterwards;
+    nested uses are fine."""
     enabled = gc.isenabled()
     gc.disable()
     try:

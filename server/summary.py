@@ -316,6 +316,12 @@ class Scope:
 def build_summary(session: Session, scope: Scope, *, today: dt.date, first: pd.Timestamp | None = None,
                   last: pd.Timestamp | None = None) -> dict:
     """The summary of ``scope`` (uncached): :func:`addin.trends.area_summary` plus the server's part."""
+    with trends.gc_paused():  # (the server's part adds thousands of containers too; see gc_paused)
+        return _build_summary(session, scope, today=today, first=first, last=last)
+
+
+def _build_summary(session: Session, scope: Scope, *, today: dt.date, first: pd.Timestamp | None,
+                   last: pd.Timestamp | None) -> dict:
     incidents, actions, exposure, sites = queries.current_frames(session, area=scope.area, site=scope.site,
                                                                  columns=SUMMARY_COLUMNS)
     first, last = choose_months(first, last, today=today, incidents=incidents, actions=actions)
