@@ -16,7 +16,8 @@ the project's own template (``synthetic.make_site`` + ``builder.build_workbook``
     in 2 threads, nothing else;
 (d) uploading every workbook to a running ``nearmiss serve`` (127.0.0.1 only, temporary
     instance, sites and tokens made with ``nearmiss admin``), 2 concurrent clients;
-(e) ``GET /api/v1/summary`` of the area after (d), over 36 months: cold (computed) and warm (cached).
+(e) ``GET /api/v1/summary`` of the area after (d), over 36 months: cold (computed) and warm (cached);
+    and the area's page (HTML with its SPC charts), as the area lead logged in through the login form.
 
 Wall times are medians over ``--repeats`` (the naive run once, in full).  CPU is user + system
 time of the subprocess; peak memory is its max RSS from ``wait4`` (for the server: the peak of
@@ -29,9 +30,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import http.cookiejar
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -39,6 +42,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -49,6 +54,8 @@ sys.path.insert(0, str(ROOT))
 
 from sites import OUTPUT, data_end, ensure_sites, setting_of, site_code  # noqa: E402
 from tests.server.live import LiveServer, http_bytes, multipart, nearmiss_cmd  # noqa: E402 - the tests' loopback helpers
+
+PAGE_PASSWORD = "benchmark-only-password-1"  # a throwaway login on the temporary instance
 
 NAIVE = r"""
 import sys, time, pandas as pd
@@ -91,6 +98,9 @@ for code, setting in json.loads(sys.argv[1]):
 result = runner.invoke(main, ["admin", "add-token", "--role", "area_lead", "--area", "Bench", "--label", "benchmark"])
 assert result.exit_code == 0, result.output
 tokens["_area_lead"] = result.output.strip().splitlines()[-1]
+result = runner.invoke(main, ["admin", "add-user", "--username", "bench-lead", "--role", "area_lead", "--area", "Bench",
+                              "--password-stdin"], input=sys.argv[2] + "\n")
+assert result.exit_code == 0, result.output
 print(json.dumps(tokens))
 """
 
@@ -245,7 +255,7 @@ class Server:
     def __enter__(self) -> "Server":
         sites = [[p.stem, setting_of(int(p.stem[1:]))] for p in self.paths]
         start = time.perf_counter()
-        r = run_measured(python_cmd(ADD_SITES, json.dumps(sites)), env=self.env)
+        r = run_measured(python_cmd(ADD_SITES, json.dumps(sites), PAGE_PASSWORD), env=self.env)
         if r["rc"]:
             raise RuntimeError(f"nearmiss admin failed:\n{r['stderr'][-3000:]}")
         self.tokens = json.loads(r["stdout"].strip().splitlines()[-1])
@@ -294,6 +304,27 @@ class Server:
                 continue
         return total
 
+    def log_in(self) -> None:
+        """A browser's session of the area lead (cookie jar), logged in through the login form."""
+        self.browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        page = self.browser.open(f"{self.url}/login", timeout=60).read().decode()
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        form = urllib.parse.urlencode({"username": "bench-lead", "password": PAGE_PASSWORD, "csrf_token": csrf})
+        with self.browser.open(f"{self.url}/login", data=form.encode(), timeout=60) as response:
+            if response.status != 200 or "/login" in response.url:
+                raise RuntimeError(f"logging in to the area page failed: HTTP {response.status} at {response.url}")
+
+    def page(self, first: str, last: str) -> tuple[float, int]:
+        """GET the area's summary page (HTML with its SPC charts) as the logged-in area lead."""
+        start = time.perf_counter()
+        with self.browser.open(f"{self.url}/areas/Bench?from={first}&to={last}", timeout=600) as response:
+            body = response.read()
+            status = response.status
+        wall = time.perf_counter() - start
+        if status != 200:
+            raise RuntimeError(f"area page: HTTP {status} {body[:300]!r}")
+        return wall, len(body)
+
     def summary(self, first: str, last: str) -> tuple[float, int]:
         start = time.perf_counter()
         status, body = http_bytes("GET", f"{self.url}/api/v1/summary?from={first}&to={last}",
@@ -312,7 +343,7 @@ def month_code(day: dt.date, back: int) -> str:
 
 
 def bench_server(paths: list[Path], repeats: int, months: int, log) -> tuple[dict, dict]:
-    uploads, cold, warm = [], [], []
+    uploads, cold, warm, page_cold, page_warm = [], [], [], [], []
     end = data_end()
     for i in range(repeats):
         with Server(paths, log) as server:
@@ -330,10 +361,22 @@ def bench_server(paths: list[Path], repeats: int, months: int, log) -> tuple[dic
                     wall, _ = server.summary(month_code(end, months - 1), month_code(end, 0))
                     warm.append({"wall": wall, "cpu": 0.0, "peak_mb": 0.0, "load": os.getloadavg()[0]})
                 log(f"  (e) summary from the cache: {statistics.median(w['wall'] for w in warm):.3f} s")
+                server.log_in()
+                for k in range(repeats):  # windows no API call asked for: the page computes its summary
+                    window = (month_code(end, months - 1 + repeats + k), month_code(end, repeats + k))
+                    wall, size = server.page(*window)
+                    page_cold.append({"wall": wall, "cpu": 0.0, "peak_mb": 0.0, "load": os.getloadavg()[0]})
+                    log(f"  (e) area page, {months} months to {window[1]} (computed): {wall:.3f} s, "
+                        f"{size / 1024:.0f} KB HTML")
+                for _ in range(max(repeats, 3)):
+                    wall, _ = server.page(month_code(end, months - 1), month_code(end, 0))
+                    page_warm.append({"wall": wall, "cpu": 0.0, "peak_mb": 0.0, "load": os.getloadavg()[0]})
+                log(f"  (e) area page from the cache: {statistics.median(w['wall'] for w in page_warm):.3f} s")
                 summary_peak = server_peak = pss_mb(tree_pids(server.proc.pid))
                 log(f"  (e) server tree PSS after the summaries: {server_peak:.0f} MB")
     upload = median_of(uploads)
-    summary = {"cold": median_of(cold), "warm": median_of(warm), "pss_after_mb": summary_peak}
+    summary = {"cold": median_of(cold), "warm": median_of(warm), "page_cold": median_of(page_cold),
+               "page_warm": median_of(page_warm), "pss_after_mb": summary_peak}
     return upload, summary
 
 
@@ -415,6 +458,10 @@ def main(argv: list[str] | None = None) -> int:
                      f"{s['pss_after_mb']:.0f}", f"{s['cold']['load']:.1f}", f"median of {s['cold']['runs']} windows"))
         rows.append(("(e) GET /api/v1/summary, cached", f"{s['warm']['wall']:.3f}", "-", "-",
                      f"{s['warm']['load']:.1f}", "median"))
+        rows.append((f"(e) area page (HTML) {args.months} months, computed", f"{s['page_cold']['wall']:.3f}", "-", "-",
+                     f"{s['page_cold']['load']:.1f}", f"median of {s['page_cold']['runs']} windows"))
+        rows.append(("(e) area page, cached summary", f"{s['page_warm']['wall']:.3f}", "-", "-",
+                     f"{s['page_warm']['load']:.1f}", "median"))
     log("")
     log(table(rows, ("measure", "wall s", "CPU s", "peak MB", "load", "note")))
     a = results["consolidate"]["wall"]
