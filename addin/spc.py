@@ -321,10 +321,8 @@ def xmr(values, *, improvement: str = "increase", screen_outliers: bool = True,
 
 def xmr_columns(values, *, improvement: str = "increase", screen_outliers: bool = True,
                 fix_after_n_points: int | None = None, rebase_at=None) -> dict[str, np.ndarray]:
-    """:func:`xmr`'s columns (in its order) as numpy arrays, for at least one value.
-
-    The same numbers and labels without a DataFrame, for a summary's many charts at once.
-    """
+    """:func:`xmr`'s columns (in its order) as numpy arrays: the same numbers and labels without a
+    DataFrame, for a summary's many charts at once."""
     arr, _ = _as_array(values)
     starts = _validate_options(arr.size, improvement, screen_outliers, fix_after_n_points, rebase_at)
     chart = _chart(arr, [0, *starts, arr.size], screen_outliers, fix_after_n_points, improvement)
