@@ -342,42 +342,42 @@ def month_code(day: dt.date, back: int) -> str:
     return f"{y:04d}-{m:02d}"
 
 
+def timed_gets(fetch, windows: list[tuple[str, str]], what: str, unit: str, log) -> list[dict]:
+    """``fetch(first, last)`` of each window, timed; each logged with the size of its answer."""
+    runs = []
+    for first, last in windows:
+        wall, size = fetch(first, last)
+        runs.append({"wall": wall, "cpu": 0.0, "peak_mb": 0.0, "load": os.getloadavg()[0]})
+        log(f"  (e) {what} to {last}: {wall:.3f} s, {size / 1024:.0f} KB {unit}")
+    return runs
+
+
 def bench_server(paths: list[Path], repeats: int, months: int, log) -> tuple[dict, dict]:
-    uploads, cold, warm, page_cold, page_warm = [], [], [], [], []
+    uploads, summary = [], {}
     end = data_end()
+
+    def windows(first_back: int, count: int) -> list[tuple[str, str]]:  # `months`-month windows, each ending earlier
+        return [(month_code(end, months - 1 + k), month_code(end, k)) for k in range(first_back, first_back + count)]
+
     for i in range(repeats):
         with Server(paths, log) as server:
             r = server.upload_all()
             log(f"  (d) upload run {i + 1}: {r['wall']:.2f} s wall, {r['cpu']:.1f} s CPU (server tree), "
                 f"{r['peak_mb']:.0f} MB peak PSS, {r['stored']} stored")
             uploads.append(r)
-            if i == 0:  # (e) on the first server: cold windows of `months` months, then the cache
-                for k in range(repeats):
-                    wall, size = server.summary(month_code(end, months - 1 + k), month_code(end, k))
-                    cold.append({"wall": wall, "cpu": 0.0, "peak_mb": 0.0, "load": os.getloadavg()[0]})
-                    log(f"  (e) summary, {months} months to {month_code(end, k)} (computed): {wall:.3f} s, "
-                        f"{size / 1024:.0f} KB JSON")
-                for _ in range(max(repeats, 3)):
-                    wall, _ = server.summary(month_code(end, months - 1), month_code(end, 0))
-                    warm.append({"wall": wall, "cpu": 0.0, "peak_mb": 0.0, "load": os.getloadavg()[0]})
-                log(f"  (e) summary from the cache: {statistics.median(w['wall'] for w in warm):.3f} s")
+            if i == 0:  # (e) on the first server: windows not asked for yet (computed), then one again (cached)
+                again = windows(0, 1) * max(repeats, 3)
+                summary["cold"] = timed_gets(server.summary, windows(0, repeats), f"summary, {months} months, computed",
+                                             "JSON", log)
+                summary["warm"] = timed_gets(server.summary, again, "summary from the cache", "JSON", log)
                 server.log_in()
-                for k in range(repeats):  # windows no API call asked for: the page computes its summary
-                    window = (month_code(end, months - 1 + repeats + k), month_code(end, repeats + k))
-                    wall, size = server.page(*window)
-                    page_cold.append({"wall": wall, "cpu": 0.0, "peak_mb": 0.0, "load": os.getloadavg()[0]})
-                    log(f"  (e) area page, {months} months to {window[1]} (computed): {wall:.3f} s, "
-                        f"{size / 1024:.0f} KB HTML")
-                for _ in range(max(repeats, 3)):
-                    wall, _ = server.page(month_code(end, months - 1), month_code(end, 0))
-                    page_warm.append({"wall": wall, "cpu": 0.0, "peak_mb": 0.0, "load": os.getloadavg()[0]})
-                log(f"  (e) area page from the cache: {statistics.median(w['wall'] for w in page_warm):.3f} s")
-                summary_peak = server_peak = pss_mb(tree_pids(server.proc.pid))
-                log(f"  (e) server tree PSS after the summaries: {server_peak:.0f} MB")
-    upload = median_of(uploads)
-    summary = {"cold": median_of(cold), "warm": median_of(warm), "page_cold": median_of(page_cold),
-               "page_warm": median_of(page_warm), "pss_after_mb": summary_peak}
-    return upload, summary
+                summary["page_cold"] = timed_gets(server.page, windows(repeats, repeats),
+                                                  f"area page, {months} months, computed", "HTML", log)
+                summary["page_warm"] = timed_gets(server.page, again, "area page, summary from the cache", "HTML", log)
+                summary = {key: median_of(runs) for key, runs in summary.items()}
+                summary["pss_after_mb"] = pss_mb(tree_pids(server.proc.pid))
+                log(f"  (e) server tree PSS after the summaries: {summary['pss_after_mb']:.0f} MB")
+    return median_of(uploads), summary
 
 
 # --- report --------------------------------------------------------------------------------------------------
