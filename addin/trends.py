@@ -1182,11 +1182,10 @@ def _count_series(counts: _Counts, levels: list[list[str]]) -> list[list[dict]]:
     totals = counts.cube.sum(axis=1)  # B, C, H
     block, cat, harm = np.nonzero(totals)  # block by block, each in (category, harm) order
     monthly = counts.cube.transpose(0, 2, 3, 1)[block, cat, harm].tolist()
-    out: list[list[dict]] = [[] for _ in range(totals.shape[0])]
-    for b, c, h, series, total in zip(block.tolist(), cat.tolist(), harm.tolist(), monthly,
-                                      totals[block, cat, harm].tolist()):
-        out[b].append({"category": cats[c], "physical_harm": harms[h], "counts": series, "total": total})
-    return out
+    items = [{"category": cats[c], "physical_harm": harms[h], "counts": series, "total": total}
+             for c, h, series, total in zip(cat.tolist(), harm.tolist(), monthly, totals[block, cat, harm].tolist())]
+    bounds = np.searchsorted(block, np.arange(totals.shape[0] + 1)).tolist()
+    return [items[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def _by_level(counts: _Counts, levels: list[list[str]], summed_axis: int, name: str) -> list[list[dict]]:
