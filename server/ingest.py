@@ -123,35 +123,28 @@ class Rows:
 
     Arrow rather than Python values: the reader process makes them with a few vectorised steps and sends
     them back as buffers, where 2,000 rows of 40 Python values each cost more to make and to pickle than
-    reading the workbook did.  :attr:`columns` gives the plain Python values, for storing and hashing.
+    reading the workbook did.
     """
 
-    def __init__(self, arrays: dict[str, pa.Array], raw_values: list[dict | None]) -> None:
-        self.arrays = arrays
-        self.raw_values = raw_values
-        self._columns: dict[str, list[Any]] | None = None
+    arrays: dict[str, pa.Array]
+    raw_values: list[dict | None]
 
     def __len__(self) -> int:
         return len(self.arrays["excel_row"])
 
     @property
     def columns(self) -> dict[str, list[Any]]:
-        """Every column as a list of plain Python values (date, int, float, str, dict or None), made once."""
-        if self._columns is None:
-            self._columns = {name: python_values(array) for name, array in self.arrays.items()}
-            self._columns["raw_values"] = self.raw_values
-        return self._columns
+        """Every column as a list of plain Python values (date, int, float, str, dict or None)."""
+        return {**{name: python_values(array) for name, array in self.arrays.items()}, "raw_values": self.raw_values}
 
-    def __getstate__(self) -> dict:
-        return {"arrays": self.arrays, "raw_values": self.raw_values}  # never the lists: they are remade
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["arrays"], state["raw_values"])
+    def stored_columns(self) -> dict[str, pa.Array | list]:
+        """What ``insert_columns`` stores: the Arrow arrays and ``raw_values``."""
+        return {**self.arrays, "raw_values": self.raw_values}
 
 
 @dataclass
 class Parsed:
-    """A workbook read and validated, its rows normalised to plain Python values."""
+    """A workbook read and validated: its Site sheet as plain Python values, its tables as :class:`Rows`."""
 
     site: dict[str, Any]
     incidents: Rows
@@ -800,7 +793,7 @@ def _store(session: Session, site_id: int, parsed: Parsed, *, sha: str, size: in
     keys = {"submission_id": submission.id, "site_id": site_id}
     for model, rows in ((Incident, parsed.incidents), (Action, parsed.actions),
                         (ExposureMonth, parsed.exposure)):
-        insert_columns(session, model.__table__, {**rows.arrays, "raw_values": rows.raw_values}, **keys)
+        insert_columns(session, model.__table__, rows.stored_columns(), **keys)
     session.add(SiteSheet(submission_id=submission.id, **parsed.site))
     found = parsed.findings
     insert_columns(session, FindingRow.__table__, {
