@@ -38,7 +38,6 @@ import pyarrow.compute as pc
 # A candidate: 10 digits, optionally grouped 3-3-4 by spaces or dashes, not part of a longer number.
 NHS_CANDIDATE = r"(?<!\d)(?<!\d[ -])(\d{3})[ -]?(\d{3})[ -]?(\d{4})(?!\d)(?![ -]\d)"
 NHS_WEIGHTS = np.arange(10, 1, -1)  # 10, 9, ..., 2 over the first nine digits
-_NHS_WEIGHTS = tuple(NHS_WEIGHTS.tolist())
 
 
 def nhs_check_digit(first_nine: str) -> int | None:
@@ -79,14 +78,10 @@ _NHS = re.compile(NHS_CANDIDATE)
 
 
 def first_nhs_number(text: str) -> str | None:
-    """The first candidate in ``text`` with a valid check digit (its 10 digits), or None."""
+    """The first candidate in ``text`` that :func:`is_valid_nhs_number` accepts (its 10 digits), or None."""
     for groups in _NHS.findall(text):
         digits = "".join(groups)
-        numbers = [int(c) for c in digits]
-        if len(set(numbers)) == 1:  # one repeated digit: a placeholder
-            continue
-        check = 11 - sum(w * d for w, d in zip(_NHS_WEIGHTS, numbers)) % 11
-        if (0 if check == 11 else check) == numbers[9]:  # 10 never equals a digit
+        if is_valid_nhs_number(digits):
             return digits
     return None
 
