@@ -158,10 +158,6 @@ def equals(frame: pd.DataFrame, name: str, *values: str) -> pd.Series:
     return isin_values(col(frame, name), values)
 
 
-def is_valid_code(frame: pd.DataFrame, name: str, list_name: str) -> pd.Series:
-    return isin_values(col(frame, name), tuple(CODE_LISTS[list_name]))
-
-
 def _valid(column: pd.Series) -> np.ndarray:
     """``column.notna()`` as a numpy bool array (for Arrow text, straight from its validity bitmap)."""
     array = getattr(column.array, "_pa_array", None)
@@ -304,7 +300,7 @@ class Table:
         return self._cached(("equals", name, values), make)
 
     def valid_code(self, name: str, list_name: str) -> np.ndarray:
-        """True where ``name`` is a code of its list (:func:`is_valid_code`)."""
+        """True where ``name`` is a code of the code list ``list_name``."""
         return self.equals(name, *CODE_LISTS[list_name])
 
     def dates(self, name: str) -> np.ndarray:
