@@ -589,12 +589,28 @@ class _IdleReaders:
 _IDLE = _IdleReaders()
 
 
+def _handed_to_reader(fn: Any, args: tuple, memory_mb: int) -> _Reader:
+    """A worker that has been sent ``fn(*args)``.  A waiting one that died meanwhile (killed from outside,
+    say) never saw this upload: it makes way for a fresh one, and only a fresh one failing is an error."""
+    while True:
+        reader = _IDLE.take(memory_mb)
+        try:
+            reader.connection.send((fn, args))
+            return reader
+        except (BrokenPipeError, ConnectionResetError):
+            reader.stop()
+            if not reader.reads:
+                raise
+
+
 def _run_worker(fn: Any, args: tuple, isolation: Isolation) -> Any:
-    reader = _IDLE.take(isolation.memory_mb)
+    try:
+        reader = _handed_to_reader(fn, args, isolation.memory_mb)
+    except (BrokenPipeError, ConnectionResetError):
+        raise NotAWorkbook(_CRASHED) from None
     started = time.monotonic()
     status, usage = "crashed", {}
     try:
-        reader.connection.send((fn, args))
         if not reader.connection.poll(isolation.timeout_s):
             status = "timeout"
             raise NotAWorkbook(f"Reading the workbook took longer than {isolation.timeout_s:g} seconds, so it was "
@@ -603,9 +619,6 @@ def _run_worker(fn: Any, args: tuple, isolation: Isolation) -> Any:
             status, payload, usage = reader.connection.recv()
         except (EOFError, OSError):
             raise NotAWorkbook(_CRASHED) from None
-    except (BrokenPipeError, ConnectionResetError):  # it died between two uploads: this one was never read
-        status = "crashed"
-        raise NotAWorkbook(_CRASHED) from None
     finally:
         reader.reads += 1
         healthy = status in ("ok", "refused") and reader.process.is_alive()
@@ -664,22 +677,25 @@ def _serve_reads(connection: Any, memory_mb: int) -> None:
             return  # the server closed the pipe (or is gone)
         _reset_peak()
         start_mb = _resident_mb("VmRSS")
-
-        def usage() -> dict:
-            return {"start_mb": start_mb, "peak_mb": _resident_mb("VmHWM"), "end_mb": _resident_mb("VmRSS")}
-
         try:
-            result = fn(*args)
-            connection.send(("ok", result, usage()))
-            continue
+            status, payload = "ok", fn(*args)
         except IngestError as exc:
-            connection.send(("refused", exc.message, usage()))
-            continue
+            status, payload = "refused", exc.message
         except MemoryError:
-            connection.send(("memory", "", usage()))
+            status, payload = "memory", ""
         except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
-            connection.send(("error", traceback.format_exc(limit=8), usage()))
-        return  # after a failure the worker is not reused: it ends here
+            status, payload = "error", traceback.format_exc(limit=8)
+        usage = {"start_mb": start_mb, "peak_mb": _resident_mb("VmHWM"), "end_mb": _resident_mb("VmRSS")}
+        try:
+            connection.send((status, payload, usage))
+        except MemoryError:
+            connection.send(("memory", "", usage))
+            return
+        except Exception:  # noqa: BLE001 - a result that cannot be sent (unpicklable): an error, as any other
+            connection.send(("error", traceback.format_exc(limit=8), usage))
+            return
+        if status not in ("ok", "refused"):
+            return  # after a failure the worker is not reused: it ends here
 
 
 def _read_and_validate_args(data: bytes, name: str, today: dt.date | None) -> Parsed:

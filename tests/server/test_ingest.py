@@ -212,3 +212,25 @@ def _hold(mb: int) -> int:
     block = bytearray(mb * 2**20)
     block[::4096] = b"x" * len(block[::4096])  # touched, so resident
     return len(block)
+
+
+def test_a_waiting_worker_that_died_makes_way_for_a_fresh_one() -> None:
+    ingest._IDLE.clear()
+    first = ingest.run_isolated(_pid, isolation=LIMITS)
+    waiting = ingest._IDLE.take(LIMITS.memory_mb)
+    assert waiting.process.pid == first
+    os.kill(first, 9)  # killed from outside while it waited for the next upload ...
+    waiting.process.join(5)
+    waiting.process.is_alive = lambda: True  # ... just after the pool last saw it alive
+    ingest._IDLE.put(waiting)
+    assert ingest.run_isolated(pow, 2, 10, isolation=LIMITS) == 1024  # read by a fresh one, not refused as a crash
+    assert ingest.run_isolated(_pid, isolation=LIMITS) != first
+
+
+def _unpicklable() -> object:
+    return lambda: None
+
+
+def test_a_result_that_cannot_be_sent_back_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="pickle"):
+        ingest.run_isolated(_unpicklable, isolation=LIMITS)
