@@ -209,16 +209,13 @@ def casefolded(series: pd.Series) -> pd.Series:
     return lowered
 
 
-def linked_refs(actions: pd.DataFrame, *, include_cancelled: bool = True) -> pd.DataFrame:
+def linked_refs(actions: pd.DataFrame) -> pd.DataFrame:
     """One row per (action, incident ref named): columns ref (as typed) and key (casefolded).
 
     Action ``incident_refs`` are split on commas (semicolons and line breaks too), spaces
-    stripped; the index is the action's index.
+    stripped; the index is the action's index.  :func:`linked` leaves out cancelled actions.
     """
-    refs = col(actions, "incident_refs")
-    if not include_cancelled:
-        refs = refs[~equals(actions, "status", "cancelled")]
-    refs = refs.astype("str")
+    refs = col(actions, "incident_refs").astype("str")
     array = getattr(refs.array, "_pa_array", None)
     if array is not None:  # one ref per cell, the usual case, needs no split (one RE2 pass finds the others)
         several = pc.match_substring_regex(array, REF_SEPARATORS).to_numpy(zero_copy_only=False)
