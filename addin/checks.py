@@ -168,11 +168,16 @@ def _valid(column: pd.Series) -> np.ndarray:
 
 def isin_values(column: pd.Series, values: tuple) -> pd.Series:
     """``column.isin(values)`` (missing is never in): one Arrow pass for pandas text, else pandas' isin."""
+    return pd.Series(_isin(column, values), index=column.index)
+
+
+def _isin(column: pd.Series, values: tuple) -> np.ndarray:
+    """:func:`isin_values` as a numpy bool array."""
     array = getattr(column.array, "_pa_array", None)
     if array is None or not all(isinstance(v, str) for v in values):
-        return column.isin(values).astype(bool)
-    found = pc.is_in(array, value_set=pa.array(values, type=array.type))
-    return pd.Series(found.to_numpy(zero_copy_only=False), index=column.index)
+        return column.isin(values).to_numpy(dtype=bool)
+    found = pc.is_in(array, value_set=pa.array(values, type=array.type))  # missing: False
+    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def dates(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -289,11 +294,7 @@ class Table:
             series = self.series(name)
             if series is None or not self.valid(name).any():
                 return np.zeros(self.n, dtype=bool)
-            array = getattr(series.array, "_pa_array", None)
-            if array is None or not all(isinstance(v, str) for v in values):
-                return np.asarray(isin_values(series, values).to_numpy(), dtype=bool)
-            found = pc.is_in(array, value_set=pa.array(values, type=array.type))  # missing: False
-            return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+            return _isin(series, values)
         return self._cached(("equals", name, values), make)
 
     def valid_code(self, name: str, list_name: str) -> np.ndarray:
@@ -442,7 +443,7 @@ def tier_conditions(inc: Table) -> tuple[np.ndarray, np.ndarray]:
     """(serious, moderate): where :func:`suggested_tier` suggests serious, and moderate (unless serious)."""
     def make() -> tuple[np.ndarray, np.ndarray]:
         bands = risk_bands(inc.frame)
-        band = {b: np.asarray(isin_values(bands, (b,)).to_numpy(), dtype=bool) for b in ("extreme", "high")}
+        band = {b: _isin(bands, (b,)) for b in ("extreme", "high")}
         notified = inc.valid_code("cqc_notification", "cqc_notification") & ~inc.equals("cqc_notification", "none")
         serious = inc.equals("physical_harm", "severe", "fatal") | band["extreme"]
         moderate = (inc.equals("physical_harm", "moderate") | band["high"] | notified
