@@ -51,10 +51,8 @@ def typed_columns(data: Mapping[str, list], dtypes: dict[str, str]) -> pd.DataFr
                         columns=list(data))
 
 
-def _typed(values: list | pa.Array, dtype: str) -> pd.Series:
-    """One column of plain Python values (None when missing), or an Arrow array, as ``dtype``."""
-    if isinstance(values, pa.Array):
-        return _typed_arrow(values, dtype)
+def _typed(values: list, dtype: str) -> pd.Series:
+    """One column of plain Python values (None when missing) as ``dtype``."""
     try:
         if dtype == DATE_DTYPE:  # dates (or datetimes) built in Arrow: pandas parses a list of them one by one
             kinds = set(map(type, values)) - {type(None)}
@@ -71,21 +69,6 @@ def _typed(values: list | pa.Array, dtype: str) -> pd.Series:
     if dtype.startswith("datetime64"):
         return pd.to_datetime(col, utc=dtype.endswith("UTC]")).astype(dtype)
     return col.where(col.notna(), None).astype(dtype)
-
-
-# The Arrow types an upload's rows come in (server.ingest.Rows), by the dtype each becomes.
-_ARROW_OF = {DATE_DTYPE: pa.types.is_date32, "Int64": pa.types.is_int64, "float64": pa.types.is_float64,
-             "str": pa.types.is_string}
-
-
-def _typed_arrow(values: pa.Array, dtype: str) -> pd.Series:
-    """An Arrow column of an upload's rows as ``dtype``: what :func:`_typed` gives for its Python values."""
-    if not _ARROW_OF.get(dtype, lambda _: False)(values.type):
-        return _typed(values.to_pylist(), dtype)
-    if dtype == DATE_DTYPE:
-        return pd.Series(values.cast(pa.timestamp("us")).to_numpy(zero_copy_only=False), dtype=DATE_DTYPE)
-    return pd.Series(pd.array(values, dtype=dtype) if dtype != "str" else values.to_pandas(types_mapper={
-        pa.string(): pd.StringDtype("pyarrow", na_value=float("nan"))}.get), dtype=dtype)
 
 
 def _scope(query: Select, *, area: str | None, site: str | None) -> Select:
@@ -141,44 +124,28 @@ def submission_frames(session: Session, submission_id: int) -> dict[str, pd.Data
     return {table: _rows_frame(session, table, submission_id=submission_id) for table in _TABLE_OF}
 
 
-def stored_frames(site_code: str, tables: Mapping) -> dict[str, pd.DataFrame] | None:  # noqa: ANN001
-    """:func:`submission_frames` of a submission worked out from the rows just stored (``server.ingest.Rows``
-    by table), without reading them back: the same values, types and order (excel row, then as inserted).
-
-    None when a row has no excel row (the database's order of those differs between backends).
-    """
-    arrow = stored_tables(site_code, tables)
-    return None if arrow is None else {t: arrow[t].to_pandas().astype(_EMPTY[t].dtypes.to_dict()) for t in arrow}
-
-
 def stored_tables(site_code: str, tables: Mapping) -> dict[str, pa.Table] | None:  # noqa: ANN001
-    """:func:`stored_frames` as the Arrow tables a snapshot keeps (what ``pa.Table.from_pandas`` makes of
-    them, schema and pandas metadata included), built from the Arrow columns without pandas in between.
+    """The Arrow tables a snapshot keeps of a submission (what ``pa.Table.from_pandas`` makes of
+    :func:`submission_frames`, schema and pandas metadata included), worked out from the rows just stored
+    (``server.ingest.Rows`` by table) without reading them back: the same values, types and order (excel
+    row, then as inserted), and without pandas in between.
 
     None when a row has no excel row (the database's order of those differs between backends).
     """
     out = {}
     for table, rows in tables.items():
-        names, order, dtypes = _layout(table)
+        names, order, _ = _layout(table)
         excel_rows = rows.arrays["excel_row"]
         if excel_rows.null_count:
             return None
         schema = _SNAPSHOT_SCHEMA[table]
         given = {"site_code": pa.array([site_code] * len(rows), pa.string()), **{n: rows.arrays[n] for n in names},
                  "_row": excel_rows}
-        data = pa.Table.from_arrays([_snapshot_column(given[name], schema.field(name).type, dtypes.get(name, "str"))
-                                     for name in order], schema=schema)
+        data = pa.Table.from_arrays([given[name].cast(schema.field(name).type) for name in order], schema=schema)
         if (np.diff(excel_rows.to_numpy()) < 0).any():  # stable, as sort_values(kind="stable") is
             data = data.take(pa.array(np.argsort(data["_row"].to_numpy(), kind="stable")))
         out[table] = data
     return out
-
-
-def _snapshot_column(values: pa.Array, arrow_type: pa.DataType, dtype: str) -> pa.Array:
-    """One Arrow column of an upload as the snapshot stores it; via pandas when not of the usual type."""
-    if not _ARROW_OF.get(dtype, lambda _: False)(values.type):
-        return pa.array(_typed(values.to_pylist(), dtype), type=arrow_type, from_pandas=True)
-    return values.cast(arrow_type)
 
 
 def _current_rows(session: Session, wanted: Mapping[str, list[str] | None], *, area: str | None,

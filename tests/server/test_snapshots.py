@@ -19,7 +19,7 @@ from server import create_app
 from server.db import get_db
 from server import snapshots
 from server.queries import (
-    _rows_frame, current_frames, stored_frames, stored_tables, submission_frames, wait_for_snapshots,
+    _EMPTY, _rows_frame, current_frames, stored_tables, submission_frames, wait_for_snapshots,
 )
 from server.snapshots import FOLDER
 
@@ -144,6 +144,12 @@ def test_an_upload_makes_its_snapshot_in_the_background(app: Flask, client: Flas
     assert len(_files(app)) == 3 * len(TABLES)  # made after each upload, before any summary asked
     assert row_queries(app, lambda: from_snapshots(app)) == []
     assert_same(app)
+
+
+def stored_frames(site_code: str, tables) -> dict[str, pd.DataFrame] | None:  # noqa: ANN001
+    """The snapshot tables made from just-stored rows, as the frames ``submission_frames`` gives."""
+    arrow = stored_tables(site_code, tables)
+    return None if arrow is None else {t: arrow[t].to_pandas().astype(_EMPTY[t].dtypes.to_dict()) for t in arrow}
 
 
 def _odd_cells(path: Path, out: Path) -> Path:
