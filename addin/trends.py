@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1350,19 +1351,29 @@ def area_summary(frames, sites: Mapping[str, Any], *, today, months=None,
                              site_col=site_col, per_site_spc=per_site_spc, spc_options=spc_options)
 
 
+_GC_LOCK = threading.Lock()
+
+
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while a summary is built: its lists and dicts are a hundred
     thousand new containers (none in a cycle) that each collection walks again and again, which
-    took a quarter of a 200-site summary's time.  Collection resumes (if it was on) afterwards;
-    nested uses are fine."""
-    enabled = gc.isenabled()
-    gc.disable()
+    took a quarter of a 200-site summary's time.  Collection resumes (if it was on) afterwards.
+
+    The switch is process-wide, so uses nest, also across the server's threads: the use that
+    found collection on turns it back on when it ends (an overlapping use may then run with it
+    on; collection is never off for longer than one use).  Reading the state and turning it off
+    happen under a lock that turning it on takes too, so no use can read "off" from a use that
+    is just ending and then leave collection off for good."""
+    with _GC_LOCK:
+        enabled = gc.isenabled()
+        gc.disable()
     try:
         yield
     finally:
         if enabled:
-            gc.enable()
+            with _GC_LOCK:
+                gc.enable()
 
 
 def _area_summary(frames, sites: Mapping[str, Any], *, today, months, directions, measures, site_col: str,

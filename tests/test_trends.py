@@ -583,3 +583,58 @@ def test_spc_options_apply_to_each_site_chart(area):
         chart = xmr(values, improvement="decrease", fix_after_n_points=12)
         assert [u for u in k["spc"]["upl"] if u is not None] == pytest.approx(chart["upl"].tolist())
         assert k["signal"] == describe_signal(chart, "incidents with harm")
+
+
+@pytest.mark.parametrize("first_out", ["outer", "inner"])
+def test_gc_paused_nested_across_threads_restores_collection(first_out):
+    """Two overlapping pauses in two threads, ending in either order: collection is on again after both."""
+    import gc
+    import threading
+
+    entered, release, done = ({k: threading.Event() for k in ("outer", "inner")} for _ in range(3))
+    seen = {}
+
+    def use(name):
+        with T.gc_paused():
+            seen[name] = gc.isenabled()
+            entered[name].set()
+            release[name].wait(5)
+        done[name].set()
+
+    assert gc.isenabled()
+    threads = {k: threading.Thread(target=use, args=(k,)) for k in ("outer", "inner")}
+    try:
+        threads["outer"].start()
+        assert entered["outer"].wait(5)
+        threads["inner"].start()
+        assert entered["inner"].wait(5)
+        assert not gc.isenabled()
+        second_out = "inner" if first_out == "outer" else "outer"
+        release[first_out].set()
+        assert done[first_out].wait(5)
+        release[second_out].set()
+        assert done[second_out].wait(5)
+    finally:
+        for k in release:
+            release[k].set()
+        for t in threads.values():
+            t.join(5)
+    assert seen == {"outer": False, "inner": False}
+    assert gc.isenabled()
+
+
+def test_gc_paused_leaves_collection_off_when_it_was_off():
+    import gc
+
+    gc.disable()
+    try:
+        with T.gc_paused():
+            with T.gc_paused():
+                assert not gc.isenabled()
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with T.gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
