@@ -163,6 +163,8 @@ def _valid(column: pd.Series) -> np.ndarray:
     array = getattr(column.array, "_pa_array", None)
     if array is None:
         return column.notna().to_numpy(dtype=bool)
+    if array.null_count in (0, len(array)):  # all given or all missing: no bitmap to read
+        return np.full(len(array), array.null_count == 0, dtype=bool)
     return pc.is_valid(array).to_numpy(zero_copy_only=False)
 
 
@@ -269,12 +271,7 @@ class Table:
         """True where ``name`` holds a value (``col(frame, name).notna()``)."""
         def make() -> np.ndarray:
             series = self.series(name)
-            if series is None:
-                return np.zeros(self.n, dtype=bool)
-            array = getattr(series.array, "_pa_array", None)
-            if array is not None and array.null_count in (0, len(array)):
-                return np.full(self.n, array.null_count == 0, dtype=bool)
-            return _valid(series)
+            return np.zeros(self.n, dtype=bool) if series is None else _valid(series)
         return self._cached(("valid", name), make)
 
     def present(self, name: str) -> np.ndarray:
