@@ -609,9 +609,14 @@ def _engine(incidents, actions=None, exposure=None, *, months=None, today=None, 
     if span_actions and len(actions):
         spanned += [("actions", c) for c in ("raised_date", "completed_date") if c in actions.columns]
     frames = {"incidents": incidents, "actions": actions}
-    # the month codes of the spanning dates are the engine's too: each column converted once
-    dates = {("months", key, c): _months(frames[key][c]) for key, c in spanned if len(frames[key])}
-    idx = resolve_months(months) if months is not None else _span(list(dates.values()), today_ts)
+    # the days and month codes of the spanning dates are the engine's too: each column converted once
+    dates = {}
+    for key, c in spanned:
+        if len(frames[key]):
+            dates[("days", key, c)] = days = _days(frames[key][c])
+            dates[("months", key, c)] = _month_of_days(days)
+    idx = (resolve_months(months) if months is not None
+           else _span([v for k, v in dates.items() if k[0] == "months"], today_ts))
     return _Engine(incidents, actions, exposure, months=idx, today=today_ts, site_col=site_col,
                    sites=sites, settings=settings, dates=dates)
 
