@@ -65,11 +65,7 @@ class Frames:
 
     def table(self, record: str) -> "Table":
         """The record's frame with its derived columns, each computed once per validation."""
-        key = ("table", record)
-        table = self._cache.get(key)
-        if table is None:
-            table = self._cache[key] = Table(self.frame(record))
-        return table
+        return self.cached(("table", record), lambda: Table(self.frame(record)))
 
     def cached(self, key: object, make: Callable[[], object]) -> object:
         """``make()`` computed once per validation (for what several checks share)."""
