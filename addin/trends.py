@@ -310,7 +310,7 @@ class _Engine:
         """Flat (site * M + month position) of each row, -1 when undated or outside the months."""
         ck = ("key", frame_key, date_field)
         if ck not in self._cache:
-            frame = self.incidents if frame_key == "incidents" else self.actions
+            frame = self._frame(frame_key)
             if not len(frame):
                 self._cache[ck] = np.zeros(0, dtype=np.int64)
             else:
@@ -339,14 +339,13 @@ class _Engine:
     def _site_cache(self, frame_key: str) -> np.ndarray:
         ck = ("site", frame_key)
         if ck not in self._cache:
-            frame = self.incidents if frame_key == "incidents" else self.actions
-            self._cache[ck] = self.site_index(frame)
+            self._cache[ck] = self.site_index(self._frame(frame_key))
         return self._cache[ck]
 
     def codes(self, frame_key: str, field: str) -> tuple[np.ndarray, np.ndarray]:
         ck = ("codes", frame_key, field)
         if ck not in self._cache:
-            frame = self.incidents if frame_key == "incidents" else self.actions
+            frame = self._frame(frame_key)
             if field not in frame.columns:
                 raise ValueError(f"the {frame_key} frame has no {field!r} column")
             self._cache[ck] = _factorize(frame[field])
@@ -410,7 +409,7 @@ class _Engine:
 
     def outside(self, frame_key: str, date_field: str) -> tuple[np.ndarray, np.ndarray]:
         """Per site: rows with no date, and rows dated outside the months."""
-        frame = self.incidents if frame_key == "incidents" else self.actions
+        frame = self._frame(frame_key)
         site = self._site_cache(frame_key)
         if not len(frame):
             z = np.zeros(self.S, dtype=np.int64)
