@@ -949,12 +949,14 @@ def _exposure_months_by_site(fr: Frames) -> list[Hit]:
     exp_month = exp.dates("month")
     dated = np.flatnonzero(~np.isnat(exp_month))
     exp_keys, first = np.unique(_site_months(exp_site[dated], exp_month[dated]), return_index=True)
-    at = np.minimum(np.searchsorted(exp_keys, months), max(len(exp_keys) - 1, 0))
-    found = exp_keys[at] == months if len(exp_keys) else np.zeros(len(months), dtype=bool)
-    row_of = dated[first[at]] if len(exp_keys) else np.zeros(len(months), dtype=np.int64)
-    month_has = found & has[row_of] if len(exp_keys) else found
-    rows = (np.asarray(col(fr.exposure, "_row").to_numpy(dtype=float, na_value=np.nan), dtype=float)[row_of]
-            if len(exp_keys) else np.full(len(months), np.nan))
+    found = month_has = np.zeros(len(months), dtype=bool)
+    rows = np.full(len(months), np.nan)
+    if len(exp_keys):  # each month's first exposure row of its site, where there is one
+        at = np.minimum(np.searchsorted(exp_keys, months), len(exp_keys) - 1)
+        found = exp_keys[at] == months
+        row_of = dated[first[at]]
+        month_has = found & has[row_of]
+        rows = np.asarray(col(fr.exposure, "_row").to_numpy(dtype=float, na_value=np.nan), dtype=float)[row_of]
     month_site = months // _MONTH_SPAN
     month_start = (months % _MONTH_SPAN - _MONTH_OFFSET).astype("datetime64[M]")
     merged = pd.DataFrame({SITE: month_site, "month": month_start.astype("datetime64[us]"), "_has": month_has,
