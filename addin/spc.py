@@ -311,19 +311,19 @@ def xmr(values, *, improvement: str = "increase", screen_outliers: bool = True,
     ptd_add_short_group_warnings.R.
     """
     arr, index = _as_array(values)
-    if not arr.size:
-        _validate_options(0, improvement, screen_outliers, fix_after_n_points, rebase_at)
-        return pd.DataFrame({c: [] for c in _COLUMNS}, index=index)
-    columns = xmr_columns(arr, improvement=improvement, screen_outliers=screen_outliers,
-                          fix_after_n_points=fix_after_n_points, rebase_at=rebase_at)
-    return pd.DataFrame(columns, index=index)
+    columns = _columns(arr, improvement, screen_outliers, fix_after_n_points, rebase_at)
+    return pd.DataFrame(columns if arr.size else {c: [] for c in _COLUMNS}, index=index)
 
 
 def xmr_columns(values, *, improvement: str = "increase", screen_outliers: bool = True,
                 fix_after_n_points: int | None = None, rebase_at=None) -> dict[str, np.ndarray]:
     """:func:`xmr`'s columns (in its order) as numpy arrays: the same numbers and labels without a
     DataFrame, for a summary's many charts at once."""
-    arr, _ = _as_array(values)
+    return _columns(_as_array(values)[0], improvement, screen_outliers, fix_after_n_points, rebase_at)
+
+
+def _columns(arr: np.ndarray, improvement, screen_outliers, fix_after_n_points, rebase_at) -> dict[str, np.ndarray]:
+    """The options checked, then :func:`xmr`'s columns of the values ``arr`` (from :func:`_as_array`)."""
     starts = _validate_options(arr.size, improvement, screen_outliers, fix_after_n_points, rebase_at)
     chart = _chart(arr, [0, *starts, arr.size], screen_outliers, fix_after_n_points, improvement)
     return {c: chart[c] for c in _COLUMNS}
