@@ -221,12 +221,12 @@ def _chart(values: np.ndarray, bounds: list[int], screen_outliers: bool, fix_aft
     within a segment and a summary's 1,600 charts cost about what one long chart costs.
     """
     sizes = np.diff(bounds)
-    kept = sizes[sizes > 0]
-    starts = np.asarray(bounds[:-1])[sizes > 0]
-    baseline = kept if fix_after is None else np.minimum(kept, fix_after)
+    kept = sizes > 0  # (every segment has points; only no values at all make one of none)
+    starts, sizes = np.asarray(bounds[:-1])[kept], sizes[kept]
+    baseline = sizes if fix_after is None else np.minimum(sizes, fix_after)
     lim = _segment_limits(values, starts, baseline, screen_outliers)
-    per_point = {name: np.repeat(getattr(lim, name), kept) for name in Limits._fields}
-    seg = np.repeat(np.arange(kept.size), kept)
+    per_point = {name: np.repeat(getattr(lim, name), sizes) for name in Limits._fields}
+    seg = np.repeat(np.arange(sizes.size), sizes)
     mean = per_point["mean"]
     out = outside_limits(values, per_point["lpl"], per_point["upl"])
     in_trend, trend_dir = trend(values, segment=seg)
@@ -239,8 +239,7 @@ def _chart(values: np.ndarray, bounds: list[int], screen_outliers: bool, fix_aft
     direction = np.where(code == 0, 0, np.where(in_trend & ~out, trend_dir, np.sign(values - mean))).astype(int)
     point_type = _POINT_TYPES[improvement][np.where(code == 0, 0, np.where(direction > 0, 1, 2))]
     return {**per_point, "point_type": point_type, "rule": _RULE_NAMES[code], "direction": direction,
-            "trial": np.repeat(kept < TRIAL_POINTS, kept), "value": values,
-            "segment": np.repeat(np.arange(sizes.size), sizes)}
+            "trial": np.repeat(sizes < TRIAL_POINTS, sizes), "value": values, "segment": seg}
 
 
 def _as_array(values) -> tuple[np.ndarray, pd.Index]:
