@@ -539,7 +539,7 @@ def site_code_matches(fr: Frames) -> list[Hit]:
     inc = fr.table("incidents")
     site = site_of(fr.incidents)
     if site is not None:  # many sites: each row against its own site's code
-        codes = col(fr.site, "site_code").astype("str").str.strip().str.casefold().to_numpy(dtype=object)
+        codes = fr.table("site").folded("site_code").to_numpy(dtype=object)
         at = pd.Index(fr.site[SITE].to_numpy(dtype=np.int64)).get_indexer(site.to_numpy(dtype=np.int64))
         expected = np.append(codes, None)[at]  # each row's site's code (-1, no such site: None)
         folded = inc.folded("site_code").to_numpy(dtype=object)
