@@ -784,16 +784,13 @@ def _action_stats(eng: _Engine) -> ActionStats:
 
 # --- measures with SPC -------------------------------------------------------------
 
-_SPC_COLUMNS = ("value", "mean", "lpl", "upl", "point_type", "rule", "near_lpl", "near_upl", "segment",
-                "direction", "mr_bar", "trial")
-_SPC_TEXT = ("point_type", "rule")
 _SPC_JSON = ("mean", "lpl", "upl", "near_lpl", "near_upl", "point_type", "rule", "segment")
 
 
 class _ChartRows(NamedTuple):
     """The XmR charts of every row (site) of one measure, and ``to_dict``'s pieces of each row, made at once."""
 
-    columns: dict[str, np.ndarray]  # xmr column -> R x M matrix (NaN/None where the row has no value)
+    columns: dict[str, np.ndarray]  # xmr column (in its order) -> R x M matrix (NaN/None where no value)
     labels: list[str]  # the months, "YYYY-MM"
     signals: list[str]
     latest: list[int | None]  # position of each row's latest month with a value
@@ -834,7 +831,7 @@ class MeasureResult:
 
     @property
     def chart(self) -> dict[str, np.ndarray]:
-        return {c: self.charts.columns[c][self.row] for c in _SPC_COLUMNS}
+        return {c: column[self.row] for c, column in self.charts.columns.items()}
 
     @property
     def signal(self) -> str:
@@ -979,9 +976,9 @@ def _charts(values: np.ndarray, months: pd.DatetimeIndex, measure: M.Measure, sp
     chart = xmr_columns(values[valid], improvement=measure.improvement, **options)
     # each column as an R x M matrix: the chart's points are the valid cells, row by row
     columns = {}
-    for c in _SPC_COLUMNS:
-        mat = np.full((R, n), None, dtype=object) if c in _SPC_TEXT or c == "trial" else np.full((R, n), np.nan)
-        mat[valid] = chart[c]
+    for c, column in chart.items():  # (numbers NaN, text and flags None where a row has no value)
+        mat = np.full((R, n), np.nan) if column.dtype.kind in "fi" else np.full((R, n), None, dtype=object)
+        mat[valid] = column
         columns[c] = mat
     first_segment = np.zeros(R)
     nonempty = counts > 0
@@ -992,15 +989,11 @@ def _charts(values: np.ndarray, months: pd.DatetimeIndex, measure: M.Measure, sp
     lists["points"] = counts.tolist()
     lists["rate"] = None if rates is None else _jlist(rates)
     latest = n - 1 - np.argmax(valid[:, ::-1], axis=1) if n else np.zeros(R, dtype=int)
-    signals = [describe_arrays({c: chart[c][a:b] for c in _DESCRIBE}, measure.label)
+    signals = [describe_arrays({c: column[a:b] for c, column in chart.items()}, measure.label)
                for a, b in zip(starts.tolist(), ends.tolist())]
     rows = _ChartRows(columns, _month_labels(months), signals,
                       [int(i) if k else None for i, k in zip(latest, nonempty)], lists)
     return [(rows, r) for r in range(R)]
-
-
-_DESCRIBE = ("value", "segment", "trial", "rule", "direction", "upl", "lpl", "mean", "near_upl", "near_lpl",
-             "point_type")
 
 
 def _measure_results(measure: M.Measure, months: pd.DatetimeIndex, values: np.ndarray, *,
