@@ -907,23 +907,9 @@ class MeasureResult:
         }
 
 
-_LABEL_CACHE: dict[tuple, list[str]] = {}
-
-
 def _month_labels(months: pd.DatetimeIndex) -> list[str]:
-    """["YYYY-MM", ...] of a month index (cached: every result of a summary shares one index)."""
-    if months.empty:
-        return []
-    key = (int(months.asi8[0]), months.dtype, len(months))  # (no slicing, no str(dtype): both cost more)
-    if key not in _LABEL_CACHE:
-        if len(_LABEL_CACHE) > 256:
-            _LABEL_CACHE.clear()
-        _LABEL_CACHE[key] = [_month_str(m) for m in months]
-    return list(_LABEL_CACHE[key])
-
-
-def _month_str(m) -> str | None:
-    return None if m is None or m is pd.NaT else f"{m.year:04d}-{m.month:02d}"
+    """["YYYY-MM", ...] of a month index (made once per measure's charts, and for the header)."""
+    return [f"{m.year:04d}-{m.month:02d}" for m in months]
 
 
 def _num(v):
