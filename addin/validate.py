@@ -202,13 +202,13 @@ def _findings_by_site(rule_id: str, hit: Hit, frames: Frames, layouts: list[dict
         rows = shown.rows[positions].tolist() if shown.rows is not None else [0] * positions.size
         cells = [f"{letters[site]}{row}" if row and letters[site] else ""
                  for site, row in zip(sites.tolist(), rows)]
-    out = []
-    for site, rows_of_site in _by_site(sites):  # each workbook's findings in row order
-        pick = (lambda items: items[rows_of_site]) if isinstance(rows_of_site, slice) else \
-            (lambda items: [items[i] for i in rows_of_site])
-        out.append((site, findings_of(rule_id, label, files[site], usable[site].sheet, pick(cells), pick(refs),
-                                      pick(values))))
-    return out
+    return [(site, findings_of(rule_id, label, files[site], usable[site].sheet, _take(cells, at), _take(refs, at),
+                               _take(values, at)))
+            for site, at in _by_site(sites)]  # each workbook's findings in row order
+
+
+def _take(items: list, at: slice | list[int]) -> list:
+    return items[at] if isinstance(at, slice) else [items[i] for i in at]
 
 
 def _by_site(sites: np.ndarray) -> list[tuple[int, slice | list[int]]]:
