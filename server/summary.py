@@ -274,14 +274,11 @@ def overdue_actions(actions: pd.DataFrame, *, today: dt.date) -> list[dict]:
     late = late.assign(days_overdue=(pd.Timestamp(today) - late["due_date"]).dt.days).sort_values(
         ["days_overdue", "site_code", "action_ref"], ascending=[False, True, True])
     # each column read out once (a row at a time through pandas costs ~0.1 ms a row: 1,500 rows of 200 sites)
-    text = {name: _texts(late, name) for name in ("site_code", "action_ref", "incident_refs", "action", "action_type",
-                                                  "owner_role", "status")}
-    return [{"site_code": code, "action_ref": ref, "incident_refs": refs, "action": action, "action_type": kind,
-             "owner_role": owner, "status": status, "raised_date": raised_on, "due_date": due_on,
-             "days_overdue": days}
-            for code, ref, refs, action, kind, owner, status, raised_on, due_on, days
-            in zip(*text.values(), _dates(late, "raised_date"), _dates(late, "due_date"),
-                   late["days_overdue"].astype(int).tolist())]
+    columns = {name: _texts(late, name) for name in ("site_code", "action_ref", "incident_refs", "action",
+                                                     "action_type", "owner_role", "status")}
+    columns |= {name: _dates(late, name) for name in ("raised_date", "due_date")}
+    columns["days_overdue"] = late["days_overdue"].astype(int).tolist()
+    return [dict(zip(columns, row)) for row in zip(*columns.values())]
 
 
 def _dates(frame: pd.DataFrame, name: str) -> list[str | None]:
