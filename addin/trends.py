@@ -1141,8 +1141,8 @@ class _Parts(NamedTuple):
 def _blocks(eng: _Engine, counts: _Counts, levels: list[list[str]], rates: list[list[dict]],
             results: list[list[MeasureResult]], themes: list[list[dict]]) -> list[dict]:
     """The summary dict of each block of ``counts``, every block's lists made at once."""
-    parts = zip(_reports(counts), _count_series(counts, levels), _by_level(counts, levels, 3, "category"),
-                _by_level(counts, levels, 2, "physical_harm"), _actions(eng, counts))
+    parts = zip(_reports(counts), _count_series(counts, levels), _by_level(counts, levels, 0),
+                _by_level(counts, levels, 1), _actions(eng, counts))
     return [{"reports": reports, "counts": {"by": list(COUNT_FIELDS), "series": series}, "by_category": by_cat,
              "by_harm": by_harm, "rates": block_rates, "actions": actions,
              "key_measures": [r.to_dict() for r in block_results], "learning_themes": block_themes}
@@ -1172,10 +1172,10 @@ def _count_series(counts: _Counts, levels: list[list[str]]) -> list[list[dict]]:
     return [items[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def _by_level(counts: _Counts, levels: list[list[str]], summed_axis: int, name: str) -> list[list[dict]]:
-    """Per block: the monthly counts of every level of one count field (the other summed out)."""
-    names = levels[0] if name == "category" else levels[1]
-    per_level = counts.cube.sum(axis=summed_axis)  # B, M, levels
+def _by_level(counts: _Counts, levels: list[list[str]], i: int) -> list[list[dict]]:
+    """Per block: the monthly counts of every level of count field ``i`` (the other summed out)."""
+    name, names = COUNT_FIELDS[i], levels[i]
+    per_level = counts.cube.sum(axis=3 - i)  # B, M, levels (the cube's axes: B, M, categories, harms)
     monthly = per_level.transpose(0, 2, 1).tolist()
     totals = per_level.sum(axis=1).tolist()
     return [[{name: level, "counts": m, "total": t} for level, m, t in zip(names, block_monthly, block_totals)]
