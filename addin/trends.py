@@ -1240,8 +1240,6 @@ def _parts(eng: _Engine, measures: list[M.Measure], *, per_site_spc: bool, area:
     wheres = {"all": None, "near_miss": {"event_type": ("near_miss",)}, "incident": {"event_type": ("incident",)},
               "with_harm": M.get("incidents_with_harm").where}
     event = {k: eng.count_where("incidents", "occurred_at", where) for k, where in wheres.items()}
-    if not len(eng.incidents):
-        event = {k: np.zeros((eng.S, eng.M), dtype=np.int64) for k in event}
     undated, outside = eng.outside("incidents", "occurred_at")
     results_site = (_key_measure_results(eng, measures, pooled=False, spc_options=spc_options)
                     if per_site_spc else [[] for _ in range(eng.S)])
