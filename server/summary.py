@@ -37,6 +37,9 @@ A small per-app cache keeps recent summaries.  Its key holds the latest submissi
 current submission of each site in scope, the latest duplicate or reinstated upload and the
 months and day asked for, so any upload, reinstatement or new site makes a new summary while
 repeated page loads cost two small queries.  Cached summaries are shared: never change one.
+The cache is bounded in bytes, not only in entries (a summary of 200 sites over 36 months is
+about 13 MB of JSON and four times that as Python objects), and it forgets every summary of an
+older state of the data as soon as one of the new state is kept: none of them can be asked for again.
 """
 
 from __future__ import annotations
@@ -66,7 +69,11 @@ from .models import Area, AuditEvent, FindingRow, Site, Submission
 
 DEFAULT_MONTHS = 24
 MAX_MONTHS = 120
-CACHE_SIZE = 32
+CACHE_SIZE = 32  # summaries kept at most
+CACHE_BYTES = 256 * 2**20  # ... and their estimated memory at most (the newest is kept whatever its size)
+# A summary's memory, estimated from its JSON text: the text itself plus the Python objects, which
+# take ~3.2x the text (measured: 6.3 MB of JSON for 100 sites x 36 months, 20.4 MB as objects).
+BYTES_PER_JSON_BYTE = 4
 LOCAL_TIME = ZoneInfo("Europe/London")  # what "this month" and the times shown mean to a UK service
 RESENT_EVENTS = ("submission.duplicate", "submission.reinstated")
 MONTH_WORDS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -355,34 +362,51 @@ SUMMARY_COLUMNS = {
 
 
 class SummaryCache:
-    """The last :data:`CACHE_SIZE` summaries of an app, by key (thread-safe, least recently used out)."""
+    """Recent summaries of an app by key (thread-safe, least recently used out), bounded by count and bytes.
 
-    def __init__(self, size: int = CACHE_SIZE) -> None:
-        self.size = size
-        self._items: OrderedDict[tuple, dict] = OrderedDict()
+    ``put`` takes the state of the data the summary was made from (``generation``): keeping one of
+    a new state drops every entry of another, which no request can ask for again.
+    """
+
+    def __init__(self, size: int = CACHE_SIZE, max_bytes: int = CACHE_BYTES) -> None:
+        self.size, self.max_bytes = size, max_bytes
+        self._items: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()  # key -> (value, bytes)
+        self._generation: Any = None
         self._lock = threading.Lock()
         self.hits = self.misses = 0
+        self.bytes = 0
 
-    def get(self, key: tuple) -> dict | None:
+    def get(self, key: tuple) -> Any:
         with self._lock:
-            value = self._items.get(key)
-            if value is None:
+            item = self._items.get(key)
+            if item is None:
                 self.misses += 1
                 return None
             self._items.move_to_end(key)
             self.hits += 1
-            return value
+            return item[0]
 
-    def put(self, key: tuple, value: dict) -> None:
+    def put(self, key: tuple, value: Any, *, nbytes: int = 0, generation: Any = None) -> None:
         with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            if generation != self._generation:
+                self._items.clear()
+                self.bytes, self._generation = 0, generation
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+            self._items[key] = (value, nbytes)
+            self.bytes += nbytes
+            while len(self._items) > 1 and (len(self._items) > self.size or self.bytes > self.max_bytes):
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.bytes -= dropped
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self.bytes = 0
 
 
 def cache_for(app: Flask | None = None) -> SummaryCache:
@@ -416,8 +440,6 @@ def get_summary_json(session: Session, scope: Scope, *, today: dt.date, first: p
                      last: pd.Timestamp | None = None, app: Flask | None = None) -> tuple[dict, str]:
     """:func:`get_summary` and its JSON text, cached with it: a summary of 200 sites is megabytes of JSON."""
     entry = _cached(session, scope, today=today, first=first, last=last, app=app)
-    if entry.json is None:
-        entry.json = summary_json(entry.summary, app or current_app)  # (two threads may both do it: same text)
     return entry.summary, entry.json
 
 
@@ -430,20 +452,25 @@ def summary_json(summary: Mapping[str, Any], app: Flask) -> str:
         return app.json.dumps(summary)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Cached:
     summary: dict
-    json: str | None = None
+    json: str
 
 
 def _cached(session: Session, scope: Scope, *, today: dt.date, first: pd.Timestamp | None,
             last: pd.Timestamp | None, app: Flask | None) -> _Cached:
+    app = app or current_app
     cache = cache_for(app)
-    key = (scope, today, first, last, fingerprint(session, scope))
+    state = fingerprint(session, scope)
+    key = (scope, today, first, last, state)
     entry = cache.get(key)
     if entry is None:
-        entry = _Cached(build_summary(session, scope, today=today, first=first, last=last))
-        cache.put(key, entry)
+        summary = build_summary(session, scope, today=today, first=first, last=last)
+        # The JSON is made now for every summary: the API sends it, and its length weighs the entry.
+        entry = _Cached(summary, summary_json(summary, app))
+        # The latest ids (state[:2]) are the same for every scope: with today, they are the data's state.
+        cache.put(key, entry, nbytes=len(entry.json) * BYTES_PER_JSON_BYTE, generation=(today, state[:2]))
     return entry
 
 
