@@ -53,6 +53,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
 from sites import OUTPUT, data_end, ensure_sites, setting_of, site_code  # noqa: E402
+from server.report_commands import VALIDATE_BATCH  # noqa: E402
 from tests.server.live import LiveServer, http_bytes, multipart, nearmiss_cmd  # noqa: E402 - the tests' loopback helpers
 
 PAGE_PASSWORD = "benchmark-only-password-1"  # a throwaway login on the temporary instance
@@ -82,6 +83,54 @@ with ThreadPoolExecutor(max_workers=2) as pool:
     rows = list(pool.map(read, sys.argv[1:]))
 print(f"{sum(r[0] for r in rows)} log rows, {sum(r[1] for r in rows)} action rows in "
       f"{time.perf_counter() - start:.2f} s")
+"""
+
+SAFE_FLOOR = r"""
+import sys, time
+from concurrent.futures import ThreadPoolExecutor
+import fastexcel
+from addin.reader import READ_SHEETS, precheck
+def read(path):
+    data = open(path, "rb").read()
+    precheck(data, sheets=READ_SHEETS)  # what security.md asks before any parser sees a file
+    book = fastexcel.read_excel(data)
+    return [book.load_sheet(name, eager=True).num_rows for name in ("Log", "Actions", "Site")]
+start = time.perf_counter()
+with ThreadPoolExecutor(max_workers=2) as pool:
+    rows = list(pool.map(read, sys.argv[1:]))
+print(f"{sum(r[0] for r in rows)} log rows, {sum(r[1] for r in rows)} action rows in "
+      f"{time.perf_counter() - start:.2f} s")
+"""
+
+# (f): one workbook's path, stage by stage, in one thread (CPU time of that thread, medians).
+STAGES = r"""
+import datetime as dt, json, statistics, sys, time
+import fastexcel
+from addin.reader import READ_SHEETS, precheck, read_workbook
+from addin.validate import validate_results
+from server.ingest import read_and_validate
+from server.report_commands import VALIDATE_BATCH
+paths, today = sys.argv[2:], dt.date.fromisoformat(sys.argv[1])
+times = {}
+def timed(stage, fn, *args, per=1, **kwargs):
+    start = time.thread_time()
+    out = fn(*args, **kwargs)
+    times.setdefault(stage, []).append((time.thread_time() - start) / per)
+    return out
+def floor(data):
+    book = fastexcel.read_excel(data)
+    return [book.load_sheet(name, eager=True) for name in ("Log", "Actions", "Site")]
+results = []
+for path in paths:
+    data = open(path, "rb").read()
+    timed("floor", floor, data)
+    timed("precheck", precheck, data, sheets=READ_SHEETS)
+    results.append(timed("read", read_workbook, data))
+    timed("validate_alone", validate_results, results[-1:], today=today)
+    timed("upload_worker", read_and_validate, data, name="site.xlsx", today=today)
+for at in range(0, len(results) - VALIDATE_BATCH + 1, VALIDATE_BATCH):
+    timed("validate_batched", validate_results, results[at:at + VALIDATE_BATCH], today=today, per=VALIDATE_BATCH)
+print(json.dumps({stage: 1000 * statistics.median(values) for stage, values in times.items()}))
 """
 
 ADD_SITES = r"""
@@ -136,10 +185,14 @@ def python_cmd(code: str, *args: str) -> list[str]:
 
 
 def median_of(runs: list[dict]) -> dict:
-    return {"wall": statistics.median(r["wall"] for r in runs), "wall_min": min(r["wall"] for r in runs),
-            "cpu": statistics.median(r["cpu"] for r in runs), "peak_mb": max(r["peak_mb"] for r in runs),
-            "load": statistics.median(r["load"] for r in runs), "runs": len(runs),
-            "walls": [round(r["wall"], 2) for r in runs]}
+    out = {"wall": statistics.median(r["wall"] for r in runs), "wall_min": min(r["wall"] for r in runs),
+           "cpu": statistics.median(r["cpu"] for r in runs), "peak_mb": max(r["peak_mb"] for r in runs),
+           "load": statistics.median(r["load"] for r in runs), "runs": len(runs),
+           "walls": [round(r["wall"], 2) for r in runs]}
+    reads = [re.search(r" in ([\d.]+) s$", r.get("stdout", "").strip()) for r in runs]
+    if runs and all(reads):  # the read scripts also print their time after their imports
+        out["after_imports"] = statistics.median(float(m.group(1)) for m in reads)
+    return out
 
 
 # --- (a)-(c) ---------------------------------------------------------------------------------------------
@@ -180,6 +233,44 @@ def bench_floor(paths: list[Path], repeats: int, log) -> dict:
             f"{r['stdout'].strip()}")
         runs.append(r)
     return median_of(runs)
+
+
+def bench_safe_floor(paths: list[Path], repeats: int, log) -> dict:
+    runs = []
+    for i in range(repeats):
+        r = run_measured(python_cmd(SAFE_FLOOR, *map(str, paths)))
+        if r["rc"]:
+            raise RuntimeError(f"safe floor read failed:\n{r['stderr'][-3000:]}")
+        log(f"  (c2) pre-check + floor run {i + 1}: {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, "
+            f"{r['peak_mb']:.0f} MB; {r['stdout'].strip()}")
+        runs.append(r)
+    return median_of(runs)
+
+
+def bench_stages(paths: list[Path], today: dt.date, log) -> dict[str, float]:
+    """(f) ms of CPU per workbook of each stage, in one thread: where the time beyond the floor goes."""
+    r = run_measured(python_cmd(STAGES, today.isoformat(), *map(str, paths)))
+    if r["rc"]:
+        raise RuntimeError(f"stage timing failed:\n{r['stderr'][-3000:]}")
+    stages = json.loads(r["stdout"].strip().splitlines()[-1])
+    log(f"  (f) {len(paths)} workbooks stage by stage: " + ", ".join(f"{k} {v:.1f} ms" for k, v in stages.items()))
+    return stages
+
+
+def stage_rows(stages: dict[str, float]) -> list[tuple]:
+    """(f) as table rows: each stage's ms per workbook and as a multiple of the floor's."""
+    floor = stages["floor"]
+    beyond = stages["read"] - stages["precheck"] - floor
+    rows = [
+        ("floor: fastexcel Log+Actions+Site", stages["floor"]),
+        ("pre-check (zipfile, before any parser)", stages["precheck"]),
+        ("reader beyond both: typing, Site sheet, findings", beyond),
+        ("  = the whole reader (read_workbook)", stages["read"]),
+        (f"validation, per site in batches of {VALIDATE_BATCH} (consolidate)", stages.get("validate_batched", float("nan"))),
+        ("validation of one site alone (an upload)", stages["validate_alone"]),
+        ("upload worker: read + validate + rows for storing + hash", stages["upload_worker"]),
+    ]
+    return [(name, f"{ms:.1f}", f"{ms / floor:.2f}x") for name, ms in rows]
 
 
 # --- (d) and (e): the server ------------------------------------------------------------------------------
@@ -415,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-sites", type=int, default=None,
                         help="run the naive read on only this many sites and scale up (labelled as such)")
     parser.add_argument("--build-workers", type=int, default=2)
+    parser.add_argument("--stage-sites", type=int, default=32, help="workbooks timed stage by stage for (f)")
     args = parser.parse_args(argv)
 
     def log(message: str) -> None:
@@ -428,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.repeats} repeat(s)")
     results["consolidate"] = bench_consolidate(paths, args.repeats, today, log)
     results["floor"] = bench_floor(paths, args.repeats, log)
+    results["safe_floor"] = bench_safe_floor(paths, args.repeats, log)
+    stages = bench_stages(paths[:args.stage_sites], today, log)
     if not args.skip_naive:
         naive_paths = paths[:args.naive_sites] if args.naive_sites else paths
         naive = bench_naive(naive_paths, log)
@@ -439,6 +533,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_server:
         results["ingest"], results["summary"] = bench_server(paths, args.repeats, args.months, log)
 
+    def after_imports(key: str) -> str:
+        r = results.get(key, {})
+        return f"median; {r['after_imports']:.2f} s after its imports" if "after_imports" in r else "median"
+
     def row(name: str, key: str, note: str = "") -> tuple:
         r = results.get(key)
         if r is None:
@@ -449,7 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         row(f"(a) nearmiss consolidate, {len(paths)} sites", "consolidate", "median; peak = max RSS"),
         row("(b) naive pandas.read_excel(openpyxl)", "naive", "1 full run"),
-        row("(c) floor: fastexcel Log+Actions+Site, 2 thr", "floor", "median"),
+        row("(c) floor: fastexcel Log+Actions+Site, 2 thr", "floor", after_imports("floor")),
+        row("(c2) addin.reader's pre-check + the same reads", "safe_floor", after_imports("safe_floor")),
         row("(d) server ingest, 2 clients", "ingest", "median; peak = PSS of server tree"),
     ]
     if "summary" in results:
@@ -467,14 +566,18 @@ def main(argv: list[str] | None = None) -> int:
     a = results["consolidate"]["wall"]
     ratios = [("consolidate vs naive (b/a)", results["naive"]["wall"] / a if "naive" in results else None, ">= 20x"),
               ("consolidate vs floor (a/c)", a / results["floor"]["wall"], "<= 1.5x"),
-              ("ingest vs consolidate (d/a)", results["ingest"]["wall"] / a if "ingest" in results else None, "<= 2x")]
+              ("ingest vs consolidate (d/a)", results["ingest"]["wall"] / a if "ingest" in results else None, "<= 2x"),
+              ("consolidate vs pre-check + floor (a/c2)", a / results["safe_floor"]["wall"], "(no target)")]
     log("")
     log(table([(name, "-" if v is None else f"{v:.1f}x", target) for name, v, target in ratios],
               ("ratio", "measured", "target")))
+    log("")
+    log(f"(f) one workbook stage by stage, CPU ms in one thread (median of {min(len(paths), args.stage_sites)})")
+    log(table(stage_rows(stages), ("stage", "ms", "x floor")))
     record = {"when": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
               "sites": len(paths), "rows": args.rows, "months": args.months, "repeats": args.repeats,
               "results": {k: {kk: vv for kk, vv in v.items() if kk not in ("stdout", "stderr")}
-                          for k, v in results.items()}}
+                          for k, v in results.items()}, "stages_ms": stages}
     OUTPUT.mkdir(parents=True, exist_ok=True)
     out = OUTPUT / f"consolidation_{len(paths)}x{args.rows}.json"
     out.write_text(json.dumps(record, indent=2, default=str))
