@@ -14,10 +14,18 @@ the project's own template (``synthetic.make_site`` + ``builder.build_workbook``
     Log and Actions frames concatenated (nothing checked, nothing summarised);
 (c) the floor: bare fastexcel reads into Arrow of the sheets consolidate needs (Log, Actions, Site)
     in 2 threads, nothing else;
+(c2) the same reads after ``addin.reader``'s pre-check of each file (imports included): the least a
+    reader does that keeps a hostile workbook from aborting the process (``../shared/spec/security.md``);
 (d) uploading every workbook to a running ``nearmiss serve`` (127.0.0.1 only, temporary
     instance, sites and tokens made with ``nearmiss admin``), 2 concurrent clients;
 (e) ``GET /api/v1/summary`` of the area after (d), over 36 months: cold (computed) and warm (cached);
-    and the area's page (HTML with its SPC charts), as the area lead logged in through the login form.
+    and the area's page (HTML with its SPC charts), as the area lead logged in through the login form;
+(f) one workbook's path stage by stage (``--stage-sites`` of them, CPU time of one thread, medians):
+    the floor's reads, the pre-check, the rest of the reader, validation in consolidate's batches and
+    of one site alone, and an upload's whole worker part; each also as a multiple of the floor.
+
+(a), (c) and (c2) run interleaved, one of each per repeat, so that a slow spell of the machine
+slows all three alike; the ratios are given by wall time and by CPU time.
 
 Wall times are medians over ``--repeats`` (the naive run once, in full).  CPU is user + system
 time of the subprocess; peak memory is its max RSS from ``wait4`` (for the server: the peak of
@@ -197,22 +205,38 @@ def median_of(runs: list[dict]) -> dict:
 
 # --- (a)-(c) ---------------------------------------------------------------------------------------------
 
-def bench_consolidate(paths: list[Path], repeats: int, today: dt.date, log) -> dict:
-    runs = []
+def run_consolidate(paths: list[Path], out: Path, today: dt.date, i: int, log) -> dict:
+    r = run_measured(nearmiss_cmd("consolidate", *map(str, paths), "--out", str(out), "--force",
+                                  "--today", today.isoformat()))
+    if r["rc"] not in (0, 2):  # 2: some file unreadable (reported); anything else failed
+        raise RuntimeError(f"nearmiss consolidate failed ({r['rc']}):\n{r['stderr'][-3000:]}")
+    log(f"  (a) consolidate run {i + 1}: {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, "
+        f"{r['peak_mb']:.0f} MB peak; {r['stdout'].strip().splitlines()[-1][:120]}")
+    return r
+
+
+def run_read(script: str, label: str, paths: list[Path], i: int, log) -> dict:
+    r = run_measured(python_cmd(script, *map(str, paths)))
+    if r["rc"]:
+        raise RuntimeError(f"{label} failed:\n{r['stderr'][-3000:]}")
+    log(f"  {label} run {i + 1}: {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, {r['peak_mb']:.0f} MB; "
+        f"{r['stdout'].strip()}")
+    return r
+
+
+def bench_reads(paths: list[Path], repeats: int, today: dt.date, log) -> dict[str, dict]:
+    """(a), (c) and (c2), interleaved run by run: a slow spell of the machine then slows all three alike."""
+    runs: dict[str, list[dict]] = {"consolidate": [], "floor": [], "safe_floor": []}
     with tempfile.TemporaryDirectory(prefix="nm-bench-") as folder:
         out = Path(folder) / "governance.xlsx"
         for i in range(repeats):
-            r = run_measured(nearmiss_cmd("consolidate", *map(str, paths), "--out", str(out), "--force",
-                                          "--today", today.isoformat()))
-            if r["rc"] not in (0, 2):  # 2: some file unreadable (reported); anything else failed
-                raise RuntimeError(f"nearmiss consolidate failed ({r['rc']}):\n{r['stderr'][-3000:]}")
-            log(f"  (a) consolidate run {i + 1}: {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, "
-                f"{r['peak_mb']:.0f} MB peak; {r['stdout'].strip().splitlines()[-1][:120]}")
-            runs.append(r)
+            runs["consolidate"].append(run_consolidate(paths, out, today, i, log))
+            runs["floor"].append(run_read(FLOOR, "(c) floor", paths, i, log))
+            runs["safe_floor"].append(run_read(SAFE_FLOOR, "(c2) pre-check + floor", paths, i, log))
         size = out.stat().st_size
-    result = median_of(runs)
-    result["output_kb"] = size / 1024
-    return result
+    results = {key: median_of(key_runs) for key, key_runs in runs.items()}
+    results["consolidate"]["output_kb"] = size / 1024
+    return results
 
 
 def bench_naive(paths: list[Path], log) -> dict:
@@ -221,30 +245,6 @@ def bench_naive(paths: list[Path], log) -> dict:
         raise RuntimeError(f"naive read failed:\n{r['stderr'][-3000:]}")
     log(f"  (b) naive run: {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, {r['peak_mb']:.0f} MB; {r['stdout'].strip()}")
     return median_of([r])
-
-
-def bench_floor(paths: list[Path], repeats: int, log) -> dict:
-    runs = []
-    for i in range(repeats):
-        r = run_measured(python_cmd(FLOOR, *map(str, paths)))
-        if r["rc"]:
-            raise RuntimeError(f"floor read failed:\n{r['stderr'][-3000:]}")
-        log(f"  (c) floor run {i + 1}: {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, {r['peak_mb']:.0f} MB; "
-            f"{r['stdout'].strip()}")
-        runs.append(r)
-    return median_of(runs)
-
-
-def bench_safe_floor(paths: list[Path], repeats: int, log) -> dict:
-    runs = []
-    for i in range(repeats):
-        r = run_measured(python_cmd(SAFE_FLOOR, *map(str, paths)))
-        if r["rc"]:
-            raise RuntimeError(f"safe floor read failed:\n{r['stderr'][-3000:]}")
-        log(f"  (c2) pre-check + floor run {i + 1}: {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, "
-            f"{r['peak_mb']:.0f} MB; {r['stdout'].strip()}")
-        runs.append(r)
-    return median_of(runs)
 
 
 def bench_stages(paths: list[Path], today: dt.date, log) -> dict[str, float]:
@@ -518,9 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     log(f"{len(paths)} site workbooks, ~{args.rows:,} log rows each over {args.months} months; "
         f"{args.repeats} repeat(s)")
-    results["consolidate"] = bench_consolidate(paths, args.repeats, today, log)
-    results["floor"] = bench_floor(paths, args.repeats, log)
-    results["safe_floor"] = bench_safe_floor(paths, args.repeats, log)
+    results.update(bench_reads(paths, args.repeats, today, log))
     stages = bench_stages(paths[:args.stage_sites], today, log)
     if not args.skip_naive:
         naive_paths = paths[:args.naive_sites] if args.naive_sites else paths
@@ -569,8 +567,15 @@ def main(argv: list[str] | None = None) -> int:
               ("ingest vs consolidate (d/a)", results["ingest"]["wall"] / a if "ingest" in results else None, "<= 2x"),
               ("consolidate vs pre-check + floor (a/c2)", a / results["safe_floor"]["wall"], "(no target)")]
     log("")
-    log(table([(name, "-" if v is None else f"{v:.1f}x", target) for name, v, target in ratios],
-              ("ratio", "measured", "target")))
+    cpu = {key: results[key]["cpu"] for key in ("consolidate", "floor", "safe_floor", "naive", "ingest")
+           if key in results}
+    by_cpu = [cpu["naive"] / cpu["consolidate"] if "naive" in cpu else None,
+              cpu["consolidate"] / cpu["floor"],
+              cpu["ingest"] / cpu["consolidate"] if "ingest" in cpu else None,
+              cpu["consolidate"] / cpu["safe_floor"]]
+    log(table([(name, "-" if v is None else f"{v:.1f}x", "-" if c is None else f"{c:.1f}x", target)
+               for (name, v, target), c in zip(ratios, by_cpu)],
+              ("ratio", "by wall time", "by CPU time", "target")))
     log("")
     log(f"(f) one workbook stage by stage, CPU ms in one thread (median of {min(len(paths), args.stage_sites)})")
     log(table(stage_rows(stages), ("stage", "ms", "x floor")))
