@@ -8,11 +8,14 @@ import shutil
 import sys
 import textwrap
 
+from typing import TYPE_CHECKING
+
 import click
 
 from .findings import Finding
-from .reader import ReadResult, read_workbooks
-from .validate import counts, validate_result
+
+if TYPE_CHECKING:
+    from .reader import ReadResult
 
 PROGRESS_ABOVE = 3  # show a progress bar on stderr when checking more files than this
 THREADS = 2
@@ -29,6 +32,8 @@ THREADS = 2
 @click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, metavar="YYYY-MM-DD",
               help="Check as if today were this date (future dates, overdue actions), for reproducible runs.")
 def validate_command(files: tuple[str, ...], as_json: bool, today: dt.datetime | None) -> None:
+    from .validate import validate_result  # here, not at the top: `nearmiss --help` need not import pandas
+
     day = today.date() if today else None
     results = _read(files)
     unreadable = 0
@@ -50,6 +55,8 @@ def validate_command(files: tuple[str, ...], as_json: bool, today: dt.datetime |
 
 
 def _read(files: tuple[str, ...]) -> list[ReadResult]:
+    from .reader import read_workbooks
+
     if len(files) <= PROGRESS_ABOVE:
         return read_workbooks(files, threads=THREADS)
     with click.progressbar(length=len(files), label="Reading workbooks", file=click.get_text_stream("stderr"),
@@ -62,6 +69,8 @@ def _plural(n: int, word: str) -> str:
 
 
 def _print_file(file: str, findings: list[Finding]) -> None:
+    from .validate import counts
+
     n = counts(findings)
     click.echo(f"{file}: {_plural(n['error'], 'error')}, {_plural(n['warning'], 'warning')}")
     if not findings:

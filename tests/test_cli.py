@@ -33,3 +33,17 @@ def test_template_rejects_a_bad_site_code(tmp_path):
                                        "--out", str(tmp_path / "x.xlsx")])
     assert result.exit_code == 2
     assert "capital letters" in result.output
+
+
+def test_the_command_line_starts_without_the_heavy_libraries():
+    """`nearmiss --help` and the admin verbs must not wait for pandas, pyarrow, openpyxl or Flask to load
+    (about a second); each verb imports what it needs when it runs."""
+    import json
+    import subprocess
+    import sys
+
+    heavy = ("pandas", "pyarrow", "numpy", "openpyxl", "xlsxwriter", "fastexcel", "flask", "sqlalchemy")
+    probe = f"import json, sys, server.cli; print(json.dumps([m for m in {heavy!r} if m in sys.modules]))"
+    loaded = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                       check=True).stdout)
+    assert loaded == []

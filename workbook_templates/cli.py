@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from .builder import build_workbook
 from .codelists import codes
 
 SITE_CODE = re.compile(r"^[A-Z0-9]{2,8}$")
@@ -32,6 +31,8 @@ def template_command(site_code: str, site_name: str, setting: str, provider: str
         raise click.ClickException(f"{out} already exists; choose another name or add --force to replace it.")
     if not out.parent.exists():
         raise click.ClickException(f"folder {out.parent} does not exist.")
+    from .builder import build_workbook  # here, not at the top: `nearmiss --help` need not import pandas
+
     build_workbook(out, site={"site_code": site_code, "site_name": site_name.strip(), "setting": setting,
                               "provider": provider.strip()})
     click.echo(f"Wrote {out}: open it in Excel and start on the Log sheet (the Guide sheet explains each column).")
