@@ -223,6 +223,8 @@ def linked_refs(actions: pd.DataFrame) -> pd.DataFrame:
     if array is not None:  # one ref per cell, the usual case, needs no split (one RE2 pass finds the others)
         several = pc.match_substring_regex(array, REF_SEPARATORS).to_numpy(zero_copy_only=False)
         several = several.astype(bool) if several.dtype == bool else pd.Series(several).fillna(False).to_numpy(bool)
+        if not several.any():
+            return _single_refs(array, refs.index)
         single = refs[~several].str.strip()
         split = refs[several].str.split(REF_SEPARATORS, regex=True).explode().str.strip()
         exploded = pd.concat([single, split]).sort_index(kind="stable") if several.any() else single
@@ -230,6 +232,28 @@ def linked_refs(actions: pd.DataFrame) -> pd.DataFrame:
         exploded = refs.str.split(REF_SEPARATORS, regex=True).explode().str.strip()
     exploded = exploded[exploded.notna() & exploded.ne("")]
     return pd.DataFrame({"ref": exploded, "key": exploded.str.casefold()})
+
+
+def _single_refs(refs: pa.ChunkedArray, index: pd.Index) -> pd.DataFrame:
+    """:func:`linked_refs` when no cell names more than one ref: the same steps in Arrow.
+
+    Each ref stripped (``str.strip`` is Arrow's trim), the empty left out, each key casefolded;
+    a few Arrow calls instead of ~15 pandas ones, which cost ~2 ms whatever the rows.
+    """
+    stripped = pc.utf8_trim_whitespace(refs)
+    kept = pc.fill_null(pc.not_equal(stripped, ""), False).to_numpy(zero_copy_only=False)
+    ref = stripped.filter(kept)
+    labels = index[kept]
+    return pd.DataFrame({"ref": _series_like(ref, pd.Series(index=labels, dtype=object)),
+                         "key": _series_like(_casefold(ref), pd.Series(index=labels, dtype=object))}, index=labels)
+
+
+def _casefold(text: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``str.casefold`` of each text: ASCII text casefolds as it lowercases (in Arrow, one pass)."""
+    if pc.all(pc.string_is_ascii(text)).as_py() is not False:  # True, or null: no text (all missing)
+        return pc.utf8_lower(text)
+    return pa.chunked_array([pa.array([None if v is None else v.casefold() for v in text.to_pylist()],
+                                      type=text.type)], type=text.type)
 
 
 # --- a frame's derived columns, each computed once ---------------------------------------------
