@@ -531,11 +531,33 @@ def identifier_scan(frames: Frames, record: str) -> dict[str, dict[str, tuple[np
 
     Computed once per validation (NM050-NM053 share it); see :func:`identifiers.scan_array`.
     """
-    def make() -> dict:
-        frame = frames.frame(record)
-        return {f.name: identifiers.scan_array(identifiers.text_array(frame[f.name]))[1]
-                for f in fields_of(record, lambda f: f.free_text) if f.name in frame}
-    return frames.cached(("scan", record), make)
+    return frames.cached("scan", lambda: _scan_free_text(frames))[record]
+
+
+def _scan_free_text(frames: Frames) -> dict[str, dict[str, dict[str, tuple[np.ndarray, list[str]]]]]:
+    """:func:`identifier_scan` of every record at once.
+
+    Each text is scanned on its own, so the free-text columns of both records are joined into
+    one array and scanned in one go: each pass of a pre-filter (an RE2 pattern compiled per
+    call, ~0.5 ms for the NHS one) runs once, not once per column.
+    """
+    columns = [(record, f.name, identifiers.text_array(frames.frame(record)[f.name]))
+               for record in ("incidents", "actions")
+               for f in fields_of(record, lambda f: f.free_text) if f.name in frames.frame(record)]
+    scans: dict[str, dict] = {"incidents": {}, "actions": {}}
+    if not columns:
+        return scans
+    joined = pa.concat_arrays([array.cast(pa.large_string()) for _, _, array in columns])
+    found = identifiers.scan_array(joined)[1]
+    start = 0
+    for record, name, array in columns:  # each column's rows back from the joined array
+        stop = start + len(array)
+        scans[record][name] = {}
+        for kind, (positions, values) in found.items():
+            a, b = np.searchsorted(positions, [start, stop])
+            scans[record][name][kind] = (positions[a:b] - start, values[a:b])
+        start = stop
+    return scans
 
 
 def linked(fr: Frames, *, include_cancelled: bool = True) -> pd.DataFrame:
