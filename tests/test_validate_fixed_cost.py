@@ -85,3 +85,21 @@ def test_free_text_scan_of_both_records_at_once_is_each_column_alone():
             for kind, (positions, values) in alone.items():
                 got_positions, got_values = scanned[name][kind]
                 assert got_positions.tolist() == positions.tolist() and got_values == values, (name, kind)
+
+
+PLAIN_SITES = [
+    dict(site_code="  oak ", setting="CARE_HOME", people_supported=12, provider=""),
+    dict(site_code="x\x1c", setting="Homecare ", people_supported=None, site_name="  "),
+    dict(site_name="\u00dfite", setting="\u017fupported_living", people_supported=-3, commissioners=" a\u2003"),
+    {}, None, dict(setting=None, site_code=float("nan"), cqc_location_id="1-23"),
+]
+
+
+@pytest.mark.parametrize("sites", [PLAIN_SITES, PLAIN_SITES[::-1], [PLAIN_SITES[0]], [None], []])
+def test_site_frame_of_plain_sites_is_normalise_frame(sites):
+    from addin.validate import _plain_site_frame, site_frame_of
+
+    rows = [dict(s or {}) for s in sites]
+    assert _plain_site_frame(rows) is not None  # the shortcut is what is compared
+    plain = normalise_frame(pd.DataFrame(rows, index=pd.RangeIndex(len(rows)), dtype=object), "site")
+    pd.testing.assert_frame_equal(site_frame_of(sites), plain)
