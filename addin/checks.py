@@ -157,8 +157,8 @@ def equals(frame: pd.DataFrame, name: str, *values: str) -> pd.Series:
 def _valid(column: pd.Series) -> np.ndarray:
     """``column.notna()`` as a numpy bool array (for Arrow text, straight from its validity bitmap)."""
     array = getattr(column.array, "_pa_array", None)
-    if array is None:
-        return column.notna().to_numpy(dtype=bool)
+    if array is None:  # the array's own isna, as notna() takes it, without making two Series
+        return ~np.asarray(column.array.isna(), dtype=bool)
     if array.null_count in (0, len(array)):  # all given or all missing: no bitmap to read
         return np.full(len(array), array.null_count == 0, dtype=bool)
     return pc.is_valid(array).to_numpy(zero_copy_only=False)
@@ -196,19 +196,19 @@ def fields_of(record: str, predicate: Callable[[Field], bool]) -> list[Field]:
 
 
 def casefolded(series: pd.Series) -> pd.Series:
-    text = series.astype("str").str.strip()
+    text = series.astype("str")
     array = getattr(text.array, "_pa_array", None)
     if array is None or not len(text):
-        return text.str.casefold()
-    # ASCII text casefolds as it lowercases (in Arrow, one pass); other text goes through str.casefold.
-    ascii_ = pc.string_is_ascii(array).to_numpy(zero_copy_only=False)
-    lowered = text.str.lower()
-    if ascii_.dtype == bool and ascii_.all():
-        return lowered
-    other = ~(ascii_.astype(bool) if ascii_.dtype == bool else pd.Series(ascii_).fillna(True).astype(bool).to_numpy())
-    if other.any():
-        lowered = lowered.copy()
-        lowered[other] = text[other].str.casefold()
+        return text.str.strip().str.casefold()
+    # In Arrow (``str.strip`` is Arrow's trim): ASCII text casefolds as it lowercases, other text
+    # goes through str.casefold one value at a time.
+    stripped = pc.utf8_trim_whitespace(array)
+    if pc.all(pc.string_is_ascii(stripped)).as_py() is not False:  # True, or null: all missing
+        return _series_like(pc.utf8_lower(stripped), text)
+    ascii_ = pc.fill_null(pc.string_is_ascii(stripped), True).to_numpy(zero_copy_only=False)
+    lowered = _series_like(pc.utf8_lower(stripped), text).copy()
+    other = ~ascii_
+    lowered[other] = _series_like(stripped, text)[other].str.casefold()
     return lowered
 
 
@@ -365,14 +365,16 @@ def site_of(frame: pd.DataFrame) -> pd.Series | None:
     return frame[SITE] if SITE in frame else None
 
 
-def duplicated_key(frame: pd.DataFrame, key: pd.Series) -> pd.Series:
-    """Rows whose (casefolded) key was already seen above them, within the row's site."""
-    site = site_of(frame)
-    if site is None or _one_site(site):
-        return key.notna() & key.duplicated(keep="first")
+def duplicated_key(frame: pd.DataFrame, key: pd.Series) -> np.ndarray:
+    """Rows whose (casefolded) key was already seen above them, within the row's site (one flag per row)."""
     codes, uniques = pd.factorize(key)  # missing keys (code -1) are never duplicates
-    pairs = pd.Series(site.to_numpy(dtype=np.int64) * (len(uniques) + 1) + codes + 1, index=key.index)
-    return key.notna() & pairs.duplicated(keep="first")
+    site = site_of(frame)
+    if site is not None and not _one_site(site):
+        codes = np.where(codes >= 0, site.to_numpy(dtype=np.int64) * (len(uniques) + 1) + codes, -1)
+    first = np.unique(codes, return_index=True)[1]  # where each key (each site's key) is first seen
+    repeated = codes >= 0
+    repeated[first] = False
+    return repeated
 
 
 def isin_keys(keys: pd.Series, values) -> pd.Series:

@@ -103,3 +103,24 @@ def test_site_frame_of_plain_sites_is_normalise_frame(sites):
     assert _plain_site_frame(rows) is not None  # the shortcut is what is compared
     plain = normalise_frame(pd.DataFrame(rows, index=pd.RangeIndex(len(rows)), dtype=object), "site")
     pd.testing.assert_frame_equal(site_frame_of(sites), plain)
+
+
+KEYS = ["A", " b ", None, "", "\u00df", "\u0130x", "x\x1c", "\u2003Ab\u2003", "a", "B", "ss", None, "A "]
+
+
+@pytest.mark.parametrize("keys", [KEYS, KEYS[:4], ["a", "b"], [None, None], []])
+@pytest.mark.parametrize("dtype", ["str", object])
+def test_casefolded_and_duplicated_key_are_the_pandas_ways(keys, dtype):
+    text = pd.Series(keys, dtype=dtype, index=np.arange(len(keys)) * 2 + 1)
+    key = checks.casefolded(text)
+    pd.testing.assert_series_equal(key, text.astype("str").str.strip().str.casefold())
+    alone = pd.DataFrame(index=text.index)
+    assert checks.duplicated_key(alone, key).tolist() == (key.notna() & key.duplicated(keep="first")).tolist()
+    sites = [0, 2, 1][:len(keys)] * (len(keys) // 3 + 1)
+    stacked = pd.DataFrame({checks.SITE: sites[:len(keys)]}, index=text.index)
+    seen, plain = set(), []
+    for site, k in zip(stacked[checks.SITE], key.tolist()):
+        given = isinstance(k, str)
+        plain.append(given and (site, k) in seen)
+        seen.add((site, k))
+    assert checks.duplicated_key(stacked, key).tolist() == plain
