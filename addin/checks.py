@@ -223,8 +223,6 @@ def linked_refs(actions: pd.DataFrame) -> pd.DataFrame:
     if array is not None:  # one ref per cell, the usual case, needs no split (one RE2 pass finds the others)
         several = pc.match_substring_regex(array, REF_SEPARATORS).to_numpy(zero_copy_only=False)
         several = several.astype(bool) if several.dtype == bool else pd.Series(several).fillna(False).to_numpy(bool)
-        if not several.any():
-            return _single_refs(array, refs.index)
         single = refs[~several].str.strip()
         split = refs[several].str.split(REF_SEPARATORS, regex=True).explode().str.strip()
         exploded = pd.concat([single, split]).sort_index(kind="stable") if several.any() else single
@@ -232,28 +230,6 @@ def linked_refs(actions: pd.DataFrame) -> pd.DataFrame:
         exploded = refs.str.split(REF_SEPARATORS, regex=True).explode().str.strip()
     exploded = exploded[exploded.notna() & exploded.ne("")]
     return pd.DataFrame({"ref": exploded, "key": exploded.str.casefold()})
-
-
-def _single_refs(refs: pa.ChunkedArray, index: pd.Index) -> pd.DataFrame:
-    """:func:`linked_refs` when no cell names more than one ref: the same steps in Arrow.
-
-    Each ref stripped (``str.strip`` is Arrow's trim), the empty left out, each key casefolded;
-    a few Arrow calls instead of ~15 pandas ones, which cost ~2 ms whatever the rows.
-    """
-    stripped = pc.utf8_trim_whitespace(refs)
-    kept = pc.fill_null(pc.not_equal(stripped, ""), False).to_numpy(zero_copy_only=False)
-    ref = stripped.filter(kept)
-    labels = index[kept]
-    return pd.DataFrame({"ref": _series_like(ref, pd.Series(index=labels, dtype=object)),
-                         "key": _series_like(_casefold(ref), pd.Series(index=labels, dtype=object))}, index=labels)
-
-
-def _casefold(text: pa.ChunkedArray) -> pa.ChunkedArray:
-    """``str.casefold`` of each text: ASCII text casefolds as it lowercases (in Arrow, one pass)."""
-    if pc.all(pc.string_is_ascii(text)).as_py() is not False:  # True, or null: no text (all missing)
-        return pc.utf8_lower(text)
-    return pa.chunked_array([pa.array([None if v is None else v.casefold() for v in text.to_pylist()],
-                                      type=text.type)], type=text.type)
 
 
 # --- a frame's derived columns, each computed once ---------------------------------------------
@@ -533,33 +509,11 @@ def identifier_scan(frames: Frames, record: str) -> dict[str, dict[str, tuple[np
 
     Computed once per validation (NM050-NM053 share it); see :func:`identifiers.scan_array`.
     """
-    return frames.cached("scan", lambda: _scan_free_text(frames))[record]
-
-
-def _scan_free_text(frames: Frames) -> dict[str, dict[str, dict[str, tuple[np.ndarray, list[str]]]]]:
-    """:func:`identifier_scan` of every record at once.
-
-    Each text is scanned on its own, so the free-text columns of both records are joined into
-    one array and scanned in one go: each pass of a pre-filter (an RE2 pattern compiled per
-    call, ~0.5 ms for the NHS one) runs once, not once per column.
-    """
-    columns = [(record, f.name, identifiers.text_array(frames.frame(record)[f.name]))
-               for record in ("incidents", "actions")
-               for f in fields_of(record, lambda f: f.free_text) if f.name in frames.frame(record)]
-    scans: dict[str, dict] = {"incidents": {}, "actions": {}}
-    if not columns:
-        return scans
-    joined = pa.concat_arrays([array.cast(pa.large_string()) for _, _, array in columns])
-    found = identifiers.scan_array(joined)[1]
-    start = 0
-    for record, name, array in columns:  # each column's rows back from the joined array
-        stop = start + len(array)
-        scans[record][name] = {}
-        for kind, (positions, values) in found.items():
-            a, b = np.searchsorted(positions, [start, stop])
-            scans[record][name][kind] = (positions[a:b] - start, values[a:b])
-        start = stop
-    return scans
+    def make() -> dict:
+        frame = frames.frame(record)
+        return {f.name: identifiers.scan_array(identifiers.text_array(frame[f.name]))[1]
+                for f in fields_of(record, lambda f: f.free_text) if f.name in frame}
+    return frames.cached(("scan", record), make)
 
 
 def linked(fr: Frames, *, include_cancelled: bool = True) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from addin import checks, identifiers
+from addin import checks
 from addin.reader import normalise_frame, risk_bands
 from workbook_templates.synthetic import make_site
 
@@ -48,43 +48,6 @@ def test_risk_band_flags_of_synthetic_incidents():
     plain = risk_bands(frame)
     assert flags["extreme"].tolist() == (plain == "extreme").fillna(False).tolist()
     assert flags["high"].tolist() == (plain == "high").fillna(False).tolist()
-
-
-REFS = ["OAK-1", " OAK-2 ", None, "", "   ", "oak-3", "\u00dfOAK-4", "OAK-\u0130", "x\x1c", "\u2003OAK-5\u2003"]
-
-
-@pytest.mark.parametrize("refs", [REFS, REFS[:6], [None, None], [], ["OAK-1, OAK-2", "OAK-3"] + REFS])
-def test_linked_refs_is_split_explode_strip_casefold(refs):
-    actions = pd.DataFrame({"incident_refs": pd.Series(refs, dtype="str")}, index=np.arange(len(refs)) * 2 + 5)
-    column = actions["incident_refs"]
-    several = column.str.contains(checks.REF_SEPARATORS, regex=True).fillna(False).to_numpy(dtype=bool)
-    split = column[several].str.split(checks.REF_SEPARATORS, regex=True).explode().str.strip()
-    exploded = pd.concat([column[~several].str.strip(), split]).sort_index(kind="stable") if several.any() else \
-        column.str.strip()
-    exploded = exploded[exploded.notna() & exploded.ne("")]
-    plain = pd.DataFrame({"ref": exploded, "key": exploded.str.casefold()})
-    pd.testing.assert_frame_equal(checks.linked_refs(actions), plain, check_index_type=False)
-
-
-def test_free_text_scan_of_both_records_at_once_is_each_column_alone():
-    records = make_site(site_code="I", end=END, seed=9, months=3, flaw_rate=0.3)
-    incidents = normalise_frame(records.incidents, "incidents")
-    actions = normalise_frame(records.actions, "actions")
-    incidents.loc[0, "description"] = "Mr John Smith, NHS 943 476 5919, DOB 01/02/1940, lives at SW1A 1AA."
-    incidents.loc[3, "notes"] = "born 3rd March 1931"
-    incidents["learning_theme"] = pd.Series([None] * len(incidents), dtype="str")  # a column all missing
-    actions.loc[1, "evidence"] = "Audit by Mrs Jones, NW1 6XE"
-    frames = checks.Frames(incidents=incidents, actions=actions, site=pd.DataFrame(), exposure=pd.DataFrame(),
-                           today=pd.Timestamp(END))
-    for record, frame in (("incidents", incidents), ("actions", actions)):
-        scanned = checks.identifier_scan(frames, record)
-        names = [f.name for f in checks.fields_of(record, lambda f: f.free_text) if f.name in frame]
-        assert list(scanned) == names
-        for name in names:
-            alone = identifiers.scan_array(identifiers.text_array(frame[name]))[1]
-            for kind, (positions, values) in alone.items():
-                got_positions, got_values = scanned[name][kind]
-                assert got_positions.tolist() == positions.tolist() and got_values == values, (name, kind)
 
 
 PLAIN_SITES = [
