@@ -79,36 +79,27 @@ actions = pd.concat(frames["Actions"], ignore_index=True)
 print(f"{len(log)} log rows, {len(actions)} action rows in {time.perf_counter() - start:.2f} s")
 """
 
-FLOOR = r"""
+# The floor's reads of each file in 2 threads; PREPARE may look at the file's bytes before fastexcel does.
+READS = r"""
 import sys, time
 from concurrent.futures import ThreadPoolExecutor
 import fastexcel
-def read(path):
-    book = fastexcel.read_excel(path)
-    return [book.load_sheet(name, eager=True).num_rows for name in ("Log", "Actions", "Site")]
-start = time.perf_counter()
-with ThreadPoolExecutor(max_workers=2) as pool:
-    rows = list(pool.map(read, sys.argv[1:]))
-print(f"{sum(r[0] for r in rows)} log rows, {sum(r[1] for r in rows)} action rows in "
-      f"{time.perf_counter() - start:.2f} s")
-"""
-
-SAFE_FLOOR = r"""
-import sys, time
-from concurrent.futures import ThreadPoolExecutor
-import fastexcel
-from addin.reader import READ_SHEETS, precheck
+{imports}
 def read(path):
     data = open(path, "rb").read()
-    precheck(data, sheets=READ_SHEETS)  # what security.md asks before any parser sees a file
+    {prepare}
     book = fastexcel.read_excel(data)
     return [book.load_sheet(name, eager=True).num_rows for name in ("Log", "Actions", "Site")]
 start = time.perf_counter()
 with ThreadPoolExecutor(max_workers=2) as pool:
     rows = list(pool.map(read, sys.argv[1:]))
-print(f"{sum(r[0] for r in rows)} log rows, {sum(r[1] for r in rows)} action rows in "
-      f"{time.perf_counter() - start:.2f} s")
+print(f"{{sum(r[0] for r in rows)}} log rows, {{sum(r[1] for r in rows)}} action rows in "
+      f"{{time.perf_counter() - start:.2f}} s")
 """
+FLOOR = READS.format(imports="", prepare="pass")
+# What security.md asks before any parser sees a file.
+SAFE_FLOOR = READS.format(imports="from addin.reader import READ_SHEETS, precheck",
+                          prepare="precheck(data, sheets=READ_SHEETS)")
 
 # (f): one workbook's path, stage by stage, in one thread (CPU time of that thread, medians).
 STAGES = r"""
