@@ -103,3 +103,38 @@ def test_after_an_upload_only_summaries_of_the_new_data_stay_cached(app: Flask, 
     assert cache.bytes == len(newest.get_data(as_text=True)) * BYTES_PER_JSON_BYTE
     again = client.get(f"/api/v1/summary?{windows[0]}", headers=lead)  # from the cache
     assert again.get_data() == newest.get_data() and len(cache) == 1
+
+
+def test_free_memory_is_trimmed_off_the_request_one_trim_at_a_time(monkeypatch) -> None:  # noqa: ANN001
+    from server import summary
+
+    started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def slow_trim(pad: int) -> int:
+        calls.append(pad)
+        started.set()
+        release.wait(5)
+        return 1
+
+    monkeypatch.setattr(summary, "_MALLOC_TRIM", slow_trim)
+    summary.release_free_memory()  # returns at once: the trim runs in its own thread
+    assert started.wait(5) and calls == [0]
+    summary.release_free_memory()  # a trim is running: none is queued behind it
+    release.set()
+    for _ in range(500):
+        if not summary._TRIMMING.locked():  # noqa: SLF001
+            break
+        threading.Event().wait(0.01)
+    assert calls == [0] and not summary._TRIMMING.locked()  # noqa: SLF001
+    started.clear()
+    summary.release_free_memory()  # the next summary's trim runs again
+    assert started.wait(5) and calls == [0, 0]
+
+
+def test_without_glibc_releasing_memory_is_only_arrows_pool(monkeypatch) -> None:  # noqa: ANN001
+    from server import summary
+
+    monkeypatch.setattr(summary, "_MALLOC_TRIM", None)
+    summary.release_free_memory()
+    assert not summary._TRIMMING.locked()  # noqa: SLF001
