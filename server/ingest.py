@@ -299,9 +299,11 @@ def _text_array(text: pa.Array) -> pa.Array:
     if pc.any(pc.match_substring(text, "\x00")).as_py():
         text = pc.replace_substring(text, "\x00", "")
     maybe_blank = pc.is_in(pc.utf8_slice_codeunits(text, 0, 1), value_set=_SPACES)
-    if pc.any(maybe_blank).as_py():
-        blank = [bool(m) and not v.strip() for m, v in zip(maybe_blank.to_pylist(), text.to_pylist())]
-        text = pc.if_else(pa.array(blank, pa.bool_()), pa.scalar(None, pa.string()), text)
+    if pc.any(maybe_blank).as_py():  # only the values that start with a space are looked at one by one
+        at = np.flatnonzero(maybe_blank.to_numpy(zero_copy_only=False))
+        blank = np.zeros(len(text), dtype=bool)
+        blank[at] = [not v.strip() for v in text.take(pa.array(at)).to_pylist()]
+        text = pc.if_else(pa.array(blank), pa.scalar(None, pa.string()), text)
     return text
 
 
