@@ -60,7 +60,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
-from sites import OUTPUT, data_end, ensure_sites, setting_of, site_code  # noqa: E402
+from sites import OUTPUT, data_end, ensure_sites, setting_of  # noqa: E402
 from server.report_commands import VALIDATE_BATCH  # noqa: E402
 from tests.server.live import LiveServer, http_bytes, multipart, nearmiss_cmd  # noqa: E402 - the tests' loopback helpers
 
