@@ -203,11 +203,12 @@ def casefolded(series: pd.Series) -> pd.Series:
     # In Arrow (``str.strip`` is Arrow's trim): ASCII text casefolds as it lowercases, other text
     # goes through str.casefold one value at a time.
     stripped = pc.utf8_trim_whitespace(array)
-    if pc.all(pc.string_is_ascii(stripped)).as_py() is not False:  # True, or null: all missing
-        return _series_like(pc.utf8_lower(stripped), text)
-    ascii_ = pc.fill_null(pc.string_is_ascii(stripped), True).to_numpy(zero_copy_only=False)
-    lowered = _series_like(pc.utf8_lower(stripped), text).copy()
-    other = ~ascii_
+    ascii_ = pc.string_is_ascii(stripped)
+    lowered = _series_like(pc.utf8_lower(stripped), text)
+    if pc.all(ascii_).as_py() is not False:  # True, or null: all missing
+        return lowered
+    other = ~pc.fill_null(ascii_, True).to_numpy(zero_copy_only=False)
+    lowered = lowered.copy()
     lowered[other] = _series_like(stripped, text)[other].str.casefold()
     return lowered
 
