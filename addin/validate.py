@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from workbook_templates.contract import ACTIONS, INCIDENTS, SITE_FIELDS
+from workbook_templates.contract import ACTIONS, INCIDENTS, SITE_FIELDS, Field
 from workbook_templates.records import SiteRecords
 from workbook_templates.rules import RULES_BY_ID
 
@@ -136,19 +136,28 @@ def site_frame_of(sites: Sequence[dict | None]) -> pd.DataFrame:
         values = [row.get(name, np.nan) for row in rows]
         f = _SITE_FIELD.get(name)
         given = [None if _missing(v) else v for v in values]
-        if f is not None and f.type not in _NOT_TEXT_TYPES and all(v is None or type(v) is str for v in given):
-            columns[name] = pd.Series(given, index=index, dtype="str")
-        elif f is not None and f.type == "int" and all(v is None or (type(v) is int and abs(v) < 2**53)
-                                                       for v in given):
-            columns[name] = pd.Series(pd.array(given, dtype="Int64"), index=index)
-        else:
-            columns[name] = pd.Series(values, index=index, dtype=object)
+        dtype = _plain_dtype(f, given) if f is not None else None
+        columns[name] = (pd.Series(given, index=index, dtype=dtype) if dtype is not None
+                         else pd.Series(values, index=index, dtype=object))
     site = pd.DataFrame(columns, index=index, copy=False)
     return normalise_frame(site, "site")
 
 
 _NOT_TEXT_TYPES = ("date", "time", "int", "number")  # every other type is normalised as text
 _SITE_FIELD = {f.name: f for f in SITE_FIELDS}
+
+
+def _plain_dtype(f: Field, given: list) -> str | None:
+    """The dtype ``normalise_frame`` takes its fast path for, if ``given`` (None: missing) allow it, else None.
+
+    str for a text field whose values are all text, Int64 for a whole-number field whose values
+    are all ints (within float precision).
+    """
+    if f.type == "int":
+        return "Int64" if all(v is None or (type(v) is int and abs(v) < 2**53) for v in given) else None
+    if f.type not in _NOT_TEXT_TYPES:
+        return "str" if all(v is None or type(v) is str for v in given) else None
+    return None
 
 
 def _plain_site_frame(rows: list[dict]) -> pd.DataFrame | None:
@@ -163,14 +172,9 @@ def _plain_site_frame(rows: list[dict]) -> pd.DataFrame | None:
     values = {f.name: [None if _missing(row.get(f.name)) else row[f.name] for row in rows] for f in fields}
     if any(name not in values for row in rows for name in row):
         return None  # a _raw_ or unknown key: normalise_frame merges or keeps it
-    for f in fields:
-        given = [v for v in values[f.name] if v is not None]
-        if f.type == "int":
-            plain = all(type(v) is int and abs(v) < 2**53 for v in given)
-        else:
-            plain = f.type not in _NOT_TEXT_TYPES and all(type(v) is str for v in given)
-        if given and not plain:
-            return None
+    dtypes = {f.name: _plain_dtype(f, values[f.name]) for f in fields}
+    if any(dtypes[f.name] is None and any(v is not None for v in values[f.name]) for f in fields):
+        return None  # a value normalise_frame has to type
     index = pd.RangeIndex(len(rows))
     text_fields = [f for f in fields if f.type not in _NOT_TEXT_TYPES and f.type != "code"]
     joined = pd.Series([v for f in text_fields for v in values[f.name]], dtype="str")
@@ -181,7 +185,7 @@ def _plain_site_frame(rows: list[dict]) -> pd.DataFrame | None:
             at = text_fields.index(f) * len(rows)
             columns[f.name] = text[at:at + len(rows)]
             continue
-        dtype = "Int64" if f.type == "int" else ("str" if f.type == "code" else object)  # others: all missing
+        dtype = dtypes[f.name] or object  # None: a date, time or decimal field, all missing
         columns[f.name] = normalise_column(pd.Series(values[f.name], index=index, dtype=dtype), f)[0].array
     return pd.DataFrame(columns, index=index, copy=False)
 
