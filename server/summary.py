@@ -302,8 +302,7 @@ def _texts(frame: pd.DataFrame, name: str) -> list[str | None]:
     """:func:`_text` of each value of a column."""
     if name not in frame.columns:
         return [None] * len(frame)
-    column = frame[name]
-    return [None if missing else str(value) for value, missing in zip(column.tolist(), column.isna().tolist())]
+    return [_text(value) for value in frame[name].tolist()]
 
 
 # --- building ---------------------------------------------------------------------------------------
