@@ -527,11 +527,7 @@ class _Engine:
 
     # measures -----------------------------------------------------------------
     def measure_parts(self, measure: M.Measure) -> tuple[np.ndarray, np.ndarray | None]:
-        """S x M numerator, and denominator for share/percent/rate (None for counts)."""
-        ck = ("measure", measure.name, measure.frame, measure.statistic, _where_key(measure.where),
-              _where_key(measure.of), measure.kind)
-        if ck in self._cache:
-            return self._cache[ck]
+        """S x M numerator, and denominator for share/percent/rate (None for counts; each part cached)."""
         if measure.frame == "incidents":
             num = self.count_where("incidents", "occurred_at", measure.where)
             if measure.kind in ("share", "percent"):
@@ -545,7 +541,6 @@ class _Engine:
         else:  # done_by_due_date
             mats = self.action_matrices()
             num, den = mats["done_by_due_date"], mats["due_outcome_known"]
-        self._cache[ck] = (num, den)
         return num, den
 
     def measure_values(self, measure: M.Measure, *, pooled: bool = False) -> np.ndarray:
