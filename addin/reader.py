@@ -964,7 +964,6 @@ _FAST_KINDS = {
 _FAST_FIRST_DATE = pa.scalar(dt.datetime(1900, 3, 1), pa.timestamp("ms"))
 _FAST_LAST_DATE = pa.scalar(dt.datetime(2199, 12, 31, 23, 59, 59, 999000), pa.timestamp("ms"))
 _STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' "str"
-_ARROW_TO_PANDAS = {pa.string(): _STR_DTYPE, pa.large_string(): _STR_DTYPE}.get
 _ARROW_STR_ARRAY = _STR_DTYPE.construct_array_type()
 
 
