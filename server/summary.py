@@ -53,7 +53,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -419,7 +419,14 @@ def cache_for(app: Flask | None = None) -> SummaryCache:
     return cache
 
 
-def fingerprint(session: Session, scope: Scope) -> tuple:
+class Fingerprint(NamedTuple):
+    """What a cached summary of a scope depends on in the database."""
+
+    latest: tuple  # the latest submission id and the latest resent-upload event: the same for every scope
+    current: tuple  # (site code, current submission id) of each site in the scope
+
+
+def fingerprint(session: Session, scope: Scope) -> Fingerprint:
     """What a cached summary of ``scope`` depends on in the database (two small queries)."""
     query = (select(Site.code, Submission.id).join(Area, Site.area_id == Area.id)
              .outerjoin(Submission, (Submission.site_id == Site.id) & Submission.is_current.is_(True))
@@ -429,7 +436,7 @@ def fingerprint(session: Session, scope: Scope) -> tuple:
         select(func.max(Submission.id)).scalar_subquery(),
         select(func.max(AuditEvent.id)).where(AuditEvent.action.in_(RESENT_EVENTS)).scalar_subquery(),
     )).one()
-    return (*tuple(latest), current)
+    return Fingerprint(tuple(latest), current)
 
 
 def get_summary(session: Session, scope: Scope, *, today: dt.date, first: pd.Timestamp | None = None,
@@ -472,8 +479,8 @@ def _cached(session: Session, scope: Scope, *, today: dt.date, first: pd.Timesta
         # The JSON is made now for every summary: the API sends it, and its length weighs the entry.
         entry = _Cached(summary, summary_json(summary, app))
         release_free_memory()
-        # The latest ids (state[:2]) are the same for every scope: with today, they are the data's state.
-        cache.put(key, entry, nbytes=len(entry.json) * BYTES_PER_JSON_BYTE, generation=(today, state[:2]))
+        # The latest ids are the same for every scope: with today, they are the state of the data.
+        cache.put(key, entry, nbytes=len(entry.json) * BYTES_PER_JSON_BYTE, generation=(today, state.latest))
     return entry
 
 
